@@ -1,0 +1,3 @@
+from bilge.cli import main
+
+main()

@@ -1,0 +1,89 @@
+"""Command-line entry point: parse arguments, call the library, map errors to exit codes.
+
+Each command lives in ``bilge.commands.<name>`` and exposes ``register(app)``. Exit codes:
+0 clean, 1 findings or a failed CI rule, 2 bad input or usage. A :class:`BilgeError` prints one
+line on stderr; a traceback only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import click
+import typer
+
+from bilge import __version__
+from bilge.errors import BilgeError
+
+app = typer.Typer(
+    name="bilge",
+    help="Where the bytes of a container image go, what secrets it still carries, and how to make it smaller.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+COMMAND_MODULES = ("analyze", "secrets", "lint", "deps", "rewrite", "diff")
+
+_state = {"debug": False}
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"bilge {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show a traceback on errors."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    _state["debug"] = debug or bool(os.environ.get("BILGE_DEBUG"))
+
+
+for _name in COMMAND_MODULES:
+    try:
+        _module = importlib.import_module(f"bilge.commands.{_name}")
+    except ModuleNotFoundError as exc:  # a command not built yet
+        if exc.name != f"bilge.commands.{_name}":
+            raise
+        continue
+    _module.register(app)
+
+
+def error_line(message: str) -> None:
+    """Print one error line on stderr."""
+    sys.stderr.write(f"bilge: error: {message}\n")
+    sys.stderr.flush()
+
+
+def main(argv: list[str] | None = None) -> None:
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:]) or bool(os.environ.get("BILGE_DEBUG"))
+    try:
+        rv = app(args=argv, standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.exceptions.ClickException as exc:  # usage errors
+        exc.show()
+        sys.exit(2)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except BilgeError as exc:
+        if debug:
+            raise
+        error_line(str(exc))
+        sys.exit(exc.exit_code)
+    except (OSError, MemoryError) as exc:
+        if debug:
+            raise
+        error_line(f"{exc.strerror or exc}: {exc.filename}" if getattr(exc, "filename", None) else str(exc))
+        sys.exit(2)
+    except BrokenPipeError:
+        sys.exit(0)
+    sys.exit(rv if isinstance(rv, int) else 0)
