@@ -427,9 +427,7 @@ def context_digest(context_dir: Path, *extra: object) -> str:
 
 
 @pytest.fixture(scope="session")
-def built_image(
-    base_image: str, tmp_path_factory: pytest.TempPathFactory
-) -> Callable[..., BuiltImage]:
+def built_image(base_image: str, tmp_path_factory: pytest.TempPathFactory) -> Callable[..., BuiltImage]:
     """Factory: build a Dockerfile directory once per session and `docker save` it once.
 
     ``built_image(context_dir, name=None, *, buildkit=True, build_args=None, target=None)``; the tag
