@@ -22,7 +22,7 @@ def test_demo_runs_and_masks_the_build_arg_token():
     assert proc.returncode == 0, proc.stderr
     assert "Dead weight" in proc.stdout and "reclaimable" in proc.stdout
     out = json.loads(run("analyze", "--demo", "--format", "json").stdout)
-    text = json.dumps(out)
+    text = json.dumps(out, ensure_ascii=False)
     assert "GITHUB_ACCESS_TOKEN=ghp_\u2026(len=40)" in text
     import re
 
