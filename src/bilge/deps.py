@@ -454,6 +454,7 @@ class Edge:
     opened: str | None  # the path the loader opens (may go through symlinks)
     via: str  # "rpath" "ld_library_path" "runpath" "ld.so.cache" "default" "ld.so.conf" "loaded" "interp" "path" "musl-path" ...
     note: str | None = None
+    likely: bool = False  # a dlopen'ed "likely needed" load (NSS, gconv, libgcc_s), not a DT_NEEDED
 
 
 @dataclass(frozen=True)
@@ -494,11 +495,15 @@ class Likely:
 
 @dataclass(frozen=True)
 class DirStat:
+    """A library tree of the image against the part of it the closure needs."""
+
     path: str
-    bytes: int
+    bytes: int  # regular files under it
     files: int
-    needed_bytes: int
+    needed_bytes: int  # closure files under it, "likely needed" ones left out
     needed_files: int
+    likely_bytes: int = 0  # "likely needed" files under it
+    likely_files: int = 0
 
 
 @dataclass(frozen=True)
@@ -974,7 +979,7 @@ class Resolver:
             # Already loaded under this name (or, for glibc, this SONAME)?
             for o in loaded:
                 if name in o.names or (flavor == "glibc" and o.info.soname == name):
-                    edges.setdefault(req.path, []).append(Edge(name, o.path, None, "loaded"))
+                    edges.setdefault(req.path, []).append(Edge(name, o.path, None, "loaded", likely=role == "likely"))
                     if role == "likely":
                         sink.likely_hit(o.path, reason or "")
                     return o
@@ -994,7 +999,8 @@ class Resolver:
             else:
                 got = self._glibc_find(name, req, main, interp_canonical)
             if isinstance(got, _Fail):
-                edges.setdefault(req.path, []).append(Edge(name, None, None, "missing", got.reason))
+                edges.setdefault(req.path, []).append(Edge(name, None, None, "missing", got.reason,
+                                                           likely=role == "likely"))
                 if role == "likely":
                     sink.likely_absent(name, reason or "", got.reason)
                 else:
@@ -1004,7 +1010,8 @@ class Resolver:
             if got.note:
                 self.note(f"{name} (needed by {req.path}): {got.note}")
             obj = by_path.get(res.path)
-            edges.setdefault(req.path, []).append(Edge(name, res.path, got.opened, got.via, got.note))
+            edges.setdefault(req.path, []).append(Edge(name, res.path, got.opened, got.via, got.note,
+                                                       likely=role == "likely"))
             sink.add_object(res.path, got.info, role if role != "likely" else "likely", req.path, res.links,
                             reason=reason)
             for vpath, vres, vinfo in got.variants:
@@ -1362,11 +1369,13 @@ def closure(
         if res.kind != "dir" or (compare is None and res.path != top):
             continue
         prefix = res.path.rstrip("/") + "/"
-        inside = [f for f in files if f.kind == "file" and f.path.startswith(prefix)]
-        if not inside and compare is None:
+        inside = [f for f in files if f.kind == "file" and f.path.startswith(prefix) and f.role != "likely"]
+        likely_inside = [f for f in files if f.kind == "file" and f.path.startswith(prefix) and f.role == "likely"]
+        if not inside and not likely_inside and compare is None:
             continue
         total, count = resolver.tree.du(res.path)
-        dirs.append(DirStat(top, total, count, sum(f.size for f in inside), len(inside)))
+        dirs.append(DirStat(top, total, count, sum(f.size for f in inside), len(inside),
+                            sum(f.size for f in likely_inside), len(likely_inside)))
 
     return DepsResult(
         roots=tuple(final_roots),
@@ -1378,3 +1387,122 @@ def closure(
         dirs=tuple(dirs),
         strict=strict,
     )
+
+
+# --------------------------------------------------------------------------------------------------
+# ImageView: the view of an image, built during the one pass over its layers
+
+_LOADER_NAME = re.compile(r"^(ld-linux[\w.-]*\.so\.\d+|ld64\.so\.\d+|ld\.so\.\d+|ld-\d[\d.]*\.so|ld-musl-[\w-]+\.so\.1)$")
+SCRIPT_HEAD = 1024
+ETC_LIMIT = 1 << 20
+SPOOL_OVER = 64 << 20  # bodies above this are copied to a temporary file so pyelftools can seek
+
+
+class ElfCollector:
+    """A ``walk_image`` visitor: ELF facts of every regular file, and the small files the loader reads.
+
+    Keyed by (layer index, path): afterwards :meth:`view` picks the version visible in the merged
+    filesystem, so a library replaced or deleted by a later layer is never used.
+    """
+
+    def __init__(self) -> None:
+        self.elf: dict[tuple[int, str], ElfInfo] = {}
+        self.small: dict[tuple[int, str], bytes] = {}
+        self.elf_files = 0
+        self.elf_bytes = 0
+
+    def __call__(self, layer, entry) -> None:  # (bilge.image.Layer, bilge.layers.Entry)
+        if entry.type != "file" or entry.unsafe or entry.whiteout is not None or entry.size < 4:
+            if entry.type == "file" and entry.path.startswith("etc/") and not entry.unsafe:
+                self.small[(layer.index, entry.path)] = entry.read(-1) if entry.size else b""
+            return
+        key = (layer.index, entry.path)
+        head = entry.read(4)
+        if head == b"\x7fELF":
+            self.elf_files += 1
+            self.elf_bytes += entry.size
+            info = self._read_elf(entry)
+            if info is not None:
+                self.elf[key] = info
+            if _LOADER_NAME.match(posixpath.basename(entry.path)) and entry.size <= LOADER_LIMIT:
+                self.small[key] = entry.read(-1)
+        elif entry.path.startswith("etc/") and entry.size <= ETC_LIMIT:
+            self.small[key] = entry.read(-1)
+        elif head[:2] == b"#!":
+            self.small[key] = entry.read(SCRIPT_HEAD)
+
+    @staticmethod
+    def _read_elf(entry) -> ElfInfo | None:
+        if entry.size <= SPOOL_OVER:
+            return read_elf(entry.fileobj)
+        import shutil
+        import tempfile
+
+        with tempfile.TemporaryFile(prefix="bilge-elf-") as tmp:
+            shutil.copyfileobj(entry.fileobj, tmp, 1 << 20)
+            return read_elf(tmp)  # type: ignore[arg-type]
+
+    def view(self, fs) -> ImageView:  # fs: bilge.fs.MergedFS
+        return ImageView(fs, self.elf, self.small)
+
+
+class ImageView:
+    """A :class:`View` of an image's merged filesystem (see :class:`ElfCollector`)."""
+
+    def __init__(self, fs, elf: Mapping[tuple[int, str], ElfInfo], small: Mapping[tuple[int, str], bytes]) -> None:
+        self.fs = fs
+        self._elf = elf
+        self._small = small
+
+    def _body(self, path: str):
+        v = self.fs.lookup(path)
+        if v is None or v.kind not in ("file", "hardlink") or v.body is None:
+            return None
+        return v.body
+
+    def _key(self, body) -> tuple[int, str]:
+        return (body.layer, body.path)
+
+    def lstat(self, path: str) -> Stat | None:
+        v = self.fs.lookup(path)
+        if v is None:
+            return None
+        if v.kind == "symlink":
+            return Stat("symlink", 0, v.linkname, v.mode)
+        if v.kind == "dir":
+            return Stat("dir", 0, None, v.mode)
+        if v.kind in ("file", "hardlink"):
+            body = v.body
+            if body is None:
+                return Stat("other", 0, None, v.mode)
+            return Stat("file", body.size, None, v.mode)
+        return Stat("other", 0, None, v.mode)
+
+    def listdir(self, path: str) -> list[str]:
+        return self.fs.listdir(path)
+
+    def read_small(self, path: str, limit: int = SMALL_LIMIT) -> bytes | None:
+        body = self._body(path)
+        if body is None:
+            return None
+        data = self._small.get(self._key(body))
+        if data is None:
+            if body.size == 0:
+                return b""
+            return None
+        return data[:limit]
+
+    def elf(self, path: str) -> ElfInfo | None:
+        body = self._body(path)
+        if body is None:
+            return None
+        return self._elf.get(self._key(body))
+
+
+def image_view(src, *, progress=None) -> tuple[ImageView, ElfCollector]:
+    """One pass over the layers of an opened image (``bilge.source.open_image``): the view and its counts."""
+    from bilge.fs import walk_image
+
+    collector = ElfCollector()
+    fs = walk_image(src, visitors=[collector], progress=progress)
+    return collector.view(fs), collector
