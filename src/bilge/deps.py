@@ -578,6 +578,7 @@ class Resolver:
         self._loader_info: dict[str, tuple[list[str] | None, str | None]] = {}
         self._search_memo: dict[tuple, _Found | _Fail] = {}
         self._musl_path: dict[str, list[str]] = {}
+        self._bundles: set[tuple] = set()
         self.notes: list[str] = []
         self._note_set: set[str] = set()
 
@@ -929,134 +930,21 @@ class Resolver:
         flavor = self._flavor(info)
         main = _Obj(canonical, given, info, None, {given},
                     origin=posixpath.dirname(canonical if info.interp else given) or "/")
-        loaded: list[_Obj] = [main]
-        by_path: dict[str, _Obj] = {canonical: main}
-        edges: dict[str, list[Edge]] = {}
-        root_key = canonical
-        interp_obj: _Obj | None = None
-
-        interp = info.interp
-        if interp:
-            res = self.tree.resolve(interp, self.cwd)
-            iinfo = self.elf_at(res.path) if res.kind == "file" else None
-            if iinfo is None:
-                edges.setdefault(canonical, []).append(Edge(interp, None, interp, "interp"))
-                sink.miss(interp, canonical, "the program interpreter (PT_INTERP) is not in the image"
-                          if res.kind == "missing" else f"{interp} is not a loadable ELF file")
-            else:
-                interp_obj = _Obj(res.path, interp, iinfo, None, {interp}, origin=posixpath.dirname(interp))
-                if iinfo.soname:
-                    interp_obj.names.add(iinfo.soname)
-                loaded.insert(0, interp_obj)
-                by_path[res.path] = interp_obj
-                edges.setdefault(canonical, []).append(Edge(interp, res.path, interp, "interp"))
-                sink.add_object(res.path, iinfo, "interp", canonical, res.links)
-        interp_canonical = interp_obj.path if interp_obj else None
-        if flavor == "musl" and not interp:
-            interp = self.default_interp(info, "musl")
-        if flavor == "musl" and interp and interp_obj is None and not info.interp:
-            res = self.tree.resolve(interp)
-            if res.kind == "file" and (iinfo := self.elf_at(res.path)) is not None:
-                interp_obj = _Obj(res.path, interp, iinfo, None, {interp}, origin=posixpath.dirname(interp))
-                by_path[res.path] = interp_obj
-
-        queue: deque[_Obj] = deque([main])
-
-        def preload_names() -> list[str]:
-            names: list[str] = []
-            if flavor != "glibc":
-                return names
-            lp = self.env.get("LD_PRELOAD")
-            if lp:
-                names.extend(n for n in re.split(r"[ :]", lp) if n)
-            r = self.tree.resolve("/etc/ld.so.preload")
-            if r.kind == "file":
-                text = (self.view.read_small(r.path) or b"").decode("utf-8", "surrogateescape")
-                names.extend(n for n in re.split(r"[\s:]", text) if n)
-            return names
-
-        def load(name: str, req: _Obj, role: str, reason: str | None = None) -> _Obj | None:
-            # Already loaded under this name (or, for glibc, this SONAME)?
-            for o in loaded:
-                if name in o.names or (flavor == "glibc" and o.info.soname == name):
-                    edges.setdefault(req.path, []).append(Edge(name, o.path, None, "loaded", likely=role == "likely"))
-                    if role == "likely":
-                        sink.likely_hit(o.path, reason or "")
-                    return o
-            if flavor == "musl" and name.startswith("lib") and name[3:].startswith(_MUSL_RESERVED):
-                if interp_obj is None:
-                    edges.setdefault(req.path, []).append(Edge(name, None, None, "loader"))
-                    sink.miss(name, req.path, "musl maps this name to its loader, which is not in the image")
-                    return None
-                edges.setdefault(req.path, []).append(Edge(name, interp_obj.path, interp, "loader"))
-                if interp_obj not in loaded:
-                    loaded.append(interp_obj)
-                    sink.add_object(interp_obj.path, interp_obj.info, "needed" if info.interp else "interp",
-                                    req.path, self.tree.resolve(interp_obj.opened).links)
-                return interp_obj
-            if flavor == "musl":
-                got = self._musl_find(name, req, main, interp or "/lib/ld-musl.so.1")
-            else:
-                got = self._glibc_find(name, req, main, interp_canonical)
-            if isinstance(got, _Fail):
-                edges.setdefault(req.path, []).append(Edge(name, None, None, "missing", got.reason,
-                                                           likely=role == "likely"))
-                if role == "likely":
-                    sink.likely_absent(name, reason or "", got.reason)
-                else:
-                    sink.miss(name, req.path, got.reason)
-                return None
-            res = got.res
-            if got.note:
-                self.note(f"{name} (needed by {req.path}): {got.note}")
-            obj = by_path.get(res.path)
-            edges.setdefault(req.path, []).append(Edge(name, res.path, got.opened, got.via, got.note,
-                                                       likely=role == "likely"))
-            sink.add_object(res.path, got.info, role if role != "likely" else "likely", req.path, res.links,
-                            reason=reason)
-            for vpath, vres, vinfo in got.variants:
-                sink.add_object(vres.path, vinfo, "hwcaps", req.path, vres.links,
-                                reason=f"CPU-specific build of {name} ({vpath})")
-                if vres.path not in by_path:
-                    vobj = _Obj(vres.path, vpath, vinfo, req, {vpath}, origin=posixpath.dirname(vpath))
-                    by_path[vres.path] = vobj
-                    queue.append(vobj)
-            if obj is not None and obj in loaded:
-                obj.names.add(name)
-                return obj
-            if obj is None:
-                obj = _Obj(res.path, got.opened, got.info or info, req, {name},
-                           origin=posixpath.dirname(got.opened) or "/")
-                by_path[res.path] = obj
-            else:
-                obj.names.add(name)
-            if flavor == "glibc" and obj.info.soname:
-                obj.names.add(obj.info.soname)
-            loaded.append(obj)
-            queue.append(obj)
-            return obj
-
-        for name in preload_names():
-            load(name, main, "needed", None)
-        while queue:
-            obj = queue.popleft()
-            for name in obj.info.needed:
-                load(name, obj, "needed")
-
+        s = _Session(self, sink, main, flavor)
+        s.start_interp()
+        for name in s.preload_names():
+            s.load(name, main, "needed")
+        s.drain("needed")
         if not strict:
-            self._likely(info, flavor, main, loaded, load, queue, sink, canonical, interp)
-            while queue:
-                obj = queue.popleft()
-                for name in obj.info.needed:
-                    load(name, obj, "likely", f"needed by {obj.path}")
-        sink.trees[root_key] = {k: tuple(v) for k, v in edges.items()}
+            self._likely(s)
+        sink.trees[canonical] = {k: tuple(v) for k, v in s.edges.items() if v}
         return flavor
 
-    def _likely(self, info: ElfInfo, flavor: str, main: _Obj, loaded: list[_Obj], load, queue: deque,
-                sink: _Sink, canonical: str, interp: str | None) -> None:
-        # The dynamic loader, for a shared object that names none.
-        if not info.interp:
-            ip = self.default_interp(info, flavor)
+    def _likely(self, s: _Session) -> None:
+        """Files loaded with dlopen that programs commonly need: loader, NSS, libgcc_s, gconv."""
+        info, sink, canonical = s.main.info, s.sink, s.main.path
+        if not info.interp:  # a shared object: whoever loads it runs the dynamic loader
+            ip = self.default_interp(info, s.flavor)
             if ip:
                 res = self.tree.resolve(ip)
                 if res.kind == "file" and (iinfo := self.elf_at(res.path)) is not None:
@@ -1064,33 +952,40 @@ class Resolver:
                                     reason="the dynamic loader (this root is a shared object)")
                 else:
                     sink.likely_absent(ip, "the dynamic loader (this root is a shared object)", "not in the image")
-        if flavor != "glibc":
+        if s.flavor != "glibc":
             return
-        libc = next((o for o in loaded if o.info.soname == "libc.so.6"), None)
+        libc = next((o for o in s.loaded if o.info.soname == "libc.so.6"), None)
         if libc is None:
             return
-        others = [o for o in loaded if o is not libc]
+        others = [o for o in s.loaded if o is not libc]
+        gcc_user = next((o.path for o in others if o.info.markers & {"pthread_cancel", "pthread_exit", "backtrace"}),
+                        None)
+        iconv_user = next((o.path for o in others if "iconv_open" in o.info.markers), None)
+        # dlopen from libc searches the RPATH chain up to the program: part of the key
+        chain_rpath = None if s.main.info.runpath is not None else s.main.info.rpath
+        key = (libc.path, s.interp_canonical, chain_rpath, s.main.origin if chain_rpath else None,
+               gcc_user is not None, iconv_user is not None)
+        if key in self._bundles:
+            return  # the same files were already added to this sink
+        self._bundles.add(key)
+        sub = _Session(self, sink, s.main, s.flavor, record_edges=False)
+        sub.adopt(s)
         builtin = "GLIBC_2.34" in libc.info.markers
-        # NSS modules named by /etc/nsswitch.conf.
         r = self.tree.resolve("/etc/nsswitch.conf")
         data = self.view.read_small(r.path) if r.kind == "file" else None
         services: list[str] = []
         for _db, svc in parse_nsswitch(data):
-            if builtin and svc in ("files", "dns"):
+            if builtin and svc in ("files", "dns"):  # built into libc since glibc 2.34
                 continue
             if svc not in services:
                 services.append(svc)
         for svc in services:
-            load(f"libnss_{svc}.so.2", libc, "likely", f"NSS module for \"{svc}\" in /etc/nsswitch.conf")
-        # libgcc_s: dlopen'ed by glibc for thread cancellation and unwinding.
-        users = [o for o in others if o.info.markers & {"pthread_cancel", "pthread_exit", "backtrace"}]
-        if users:
-            load("libgcc_s.so.1", libc, "likely",
-                 f"dlopen'ed by glibc for pthread_cancel/pthread_exit/backtrace, used by {users[0].path}")
-        # gconv modules for iconv.
-        iconv_users = [o for o in others if "iconv_open" in o.info.markers]
-        if iconv_users:
-            reason = f"iconv (gconv) modules, {iconv_users[0].path} imports iconv_open"
+            sub.load(f"libnss_{svc}.so.2", libc, "likely", f"NSS module for \"{svc}\" in /etc/nsswitch.conf")
+        if gcc_user:
+            sub.load("libgcc_s.so.1", libc, "likely",
+                     f"dlopen'ed by glibc for pthread_cancel/pthread_exit/backtrace, used by {gcc_user}")
+        if iconv_user:
+            reason = f"iconv (gconv) modules, {iconv_user} imports iconv_open"
             dirs: list[str] = []
             gp = self.env.get("GCONV_PATH")
             if gp:
@@ -1104,10 +999,154 @@ class Resolver:
                 for p in self.tree.walk_files(res.path):
                     ginfo = self.elf_at(p)
                     if ginfo is not None and ginfo.dynamic:
-                        load(p, libc, "likely", reason)
+                        sub.load(p, libc, "likely", reason)
                     else:
                         st = self.tree.lstat(p)
-                        sink.add_plain(p, st.size if st else 0, "likely", canonical, reason)
+                        sink.add_plain(p, st.size if st else 0, "likely", libc.path, reason)
+        sub.drain("likely")
+
+
+class _Session:
+    """The state of one program being loaded: objects in load order, names they answer to, edges."""
+
+    def __init__(self, r: Resolver, sink: _Sink, main: _Obj, flavor: str, record_edges: bool = True) -> None:
+        self.r = r
+        self.sink = sink
+        self.main = main
+        self.flavor = flavor
+        self.loaded: list[_Obj] = [main]
+        self.by_name: dict[str, _Obj] = {n: main for n in main.names}
+        if flavor == "glibc" and main.info.soname:
+            self.by_name.setdefault(main.info.soname, main)
+        self.by_path: dict[str, _Obj] = {main.path: main}
+        self.edges: dict[str, list[Edge]] = {}
+        self.queue: deque[_Obj] = deque([main])
+        self.interp: str | None = main.info.interp
+        self.interp_obj: _Obj | None = None
+        self.interp_canonical: str | None = None
+        self.record_edges = record_edges
+
+    def adopt(self, other: _Session) -> None:
+        """Start from what ``other`` has loaded (a dlopen happens after the program is loaded)."""
+        self.loaded = list(other.loaded)
+        self.by_name = dict(other.by_name)
+        self.by_path = dict(other.by_path)
+        self.interp, self.interp_obj, self.interp_canonical = other.interp, other.interp_obj, other.interp_canonical
+        self.queue = deque()
+
+    def _edge(self, req: _Obj, edge: Edge) -> None:
+        if self.record_edges:
+            self.edges.setdefault(req.path, []).append(edge)
+
+    def _name(self, obj: _Obj, name: str) -> None:
+        obj.names.add(name)
+        self.by_name.setdefault(name, obj)
+
+    def start_interp(self) -> None:
+        r, main, sink = self.r, self.main, self.sink
+        interp = self.interp
+        if interp:
+            res = r.tree.resolve(interp, r.cwd)
+            iinfo = r.elf_at(res.path) if res.kind == "file" else None
+            if iinfo is None:
+                self._edge(main, Edge(interp, None, interp, "interp"))
+                sink.miss(interp, main.path, "the program interpreter (PT_INTERP) is not in the image"
+                          if res.kind == "missing" else f"{interp} is not a loadable ELF file")
+                return
+            obj = _Obj(res.path, interp, iinfo, None, set(), origin=posixpath.dirname(interp))
+            self._name(obj, interp)
+            if iinfo.soname and self.flavor == "glibc":
+                self._name(obj, iinfo.soname)
+            self.loaded.insert(0, obj)
+            self.by_path[res.path] = obj
+            self.interp_obj, self.interp_canonical = obj, res.path
+            self._edge(main, Edge(interp, res.path, interp, "interp"))
+            sink.add_object(res.path, iinfo, "interp", main.path, res.links)
+        elif self.flavor == "musl":  # a shared object: musl maps libc's names to the default loader
+            self.interp = r.default_interp(main.info, "musl")
+            if self.interp:
+                res = r.tree.resolve(self.interp)
+                if res.kind == "file" and (iinfo := r.elf_at(res.path)) is not None:
+                    self.interp_obj = _Obj(res.path, self.interp, iinfo, None, {self.interp},
+                                           origin=posixpath.dirname(self.interp))
+                    self.by_path[res.path] = self.interp_obj
+
+    def preload_names(self) -> list[str]:
+        names: list[str] = []
+        if self.flavor != "glibc":
+            return names
+        lp = self.r.env.get("LD_PRELOAD")
+        if lp:
+            names.extend(n for n in re.split(r"[ :]", lp) if n)
+        res = self.r.tree.resolve("/etc/ld.so.preload")
+        if res.kind == "file":
+            text = (self.r.view.read_small(res.path) or b"").decode("utf-8", "surrogateescape")
+            names.extend(n for n in re.split(r"[\s:]", text) if n)
+        return names
+
+    def drain(self, role: str) -> None:
+        while self.queue:
+            obj = self.queue.popleft()
+            for name in obj.info.needed:
+                self.load(name, obj, role, f"needed by {obj.path}" if role == "likely" else None)
+
+    def load(self, name: str, req: _Obj, role: str, reason: str | None = None) -> _Obj | None:
+        r, sink, flavor = self.r, self.sink, self.flavor
+        likely = role == "likely"
+        # Already loaded under this name (glibc: or this SONAME, which is in the names too)?
+        o = self.by_name.get(name)
+        if o is not None:
+            self._edge(req, Edge(name, o.path, None, "loaded", likely=likely))
+            return o
+        if flavor == "musl" and name.startswith("lib") and name[3:].startswith(_MUSL_RESERVED):
+            iobj = self.interp_obj
+            if iobj is None:
+                self._edge(req, Edge(name, None, None, "loader"))
+                sink.miss(name, req.path, "musl maps this name to its loader, which is not in the image")
+                return None
+            self._edge(req, Edge(name, iobj.path, self.interp, "loader", likely=likely))
+            if iobj not in self.loaded:
+                self.loaded.append(iobj)
+                sink.add_object(iobj.path, iobj.info, "needed" if self.main.info.interp else "interp",
+                                req.path, r.tree.resolve(iobj.opened).links)
+            return iobj
+        if flavor == "musl":
+            got = r._musl_find(name, req, self.main, self.interp or "/lib/ld-musl.so.1")
+        else:
+            got = r._glibc_find(name, req, self.main, self.interp_canonical)
+        if isinstance(got, _Fail):
+            self._edge(req, Edge(name, None, None, "missing", got.reason, likely=likely))
+            if likely:
+                sink.likely_absent(name, reason or "", got.reason)
+            else:
+                sink.miss(name, req.path, got.reason)
+            return None
+        res = got.res
+        if got.note:
+            r.note(f"{name} (needed by {req.path}): {got.note}")
+        self._edge(req, Edge(name, res.path, got.opened, got.via, got.note, likely=likely))
+        sink.add_object(res.path, got.info, role, req.path, res.links, reason=reason)
+        for vpath, vres, vinfo in got.variants:
+            sink.add_object(vres.path, vinfo, "hwcaps" if not likely else "likely", req.path, vres.links,
+                            reason=f"CPU-specific build of {name} ({vpath})")
+            if vres.path not in self.by_path:
+                vobj = _Obj(vres.path, vpath, vinfo, req, {vpath}, origin=posixpath.dirname(vpath))
+                self.by_path[vres.path] = vobj
+                self.queue.append(vobj)
+        obj = self.by_path.get(res.path)
+        if obj is not None and obj in self.loaded:  # the same file under another name
+            self._name(obj, name)
+            return obj
+        if obj is None:
+            obj = _Obj(res.path, got.opened, got.info or self.main.info, req, set(),
+                       origin=posixpath.dirname(got.opened) or "/")
+            self.by_path[res.path] = obj
+        self._name(obj, name)
+        if flavor == "glibc" and obj.info.soname:
+            self._name(obj, obj.info.soname)
+        self.loaded.append(obj)
+        self.queue.append(obj)
+        return obj
 
 
 class _Sink:
