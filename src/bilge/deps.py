@@ -576,7 +576,7 @@ class Resolver:
         self._cache: list[CacheEntry] | None | bool = False  # False: not read yet
         self._cache_by_key: dict[str, list[CacheEntry]] = {}
         self._loader_info: dict[str, tuple[list[str] | None, str | None]] = {}
-        self._search_memo: dict[tuple, _Found | _Fail] = {}
+        self._search_memo: dict[tuple, tuple[_Found | _Fail | None, list[str]]] = {}
         self._musl_path: dict[str, list[str]] = {}
         self._bundles: set[tuple] = set()
         self.notes: list[str] = []
@@ -810,26 +810,22 @@ class Resolver:
     def _memo_search(self, name: str, dirs: tuple[str, ...], ref: ElfInfo, via: str,
                      hwcaps: Sequence[str], skipped: list[str]) -> _Found | _Fail | None:
         key = ("s", name, dirs, _arch_key(ref), ref.flags, via)
-        if key in self._search_memo:
-            got, skips = self._search_memo[key]  # type: ignore[misc]
-        else:
-            skips: list[str] = []  # type: ignore[no-redef]
-            got = self._search_dirs_glibc(name, dirs, ref, via, hwcaps, skips)
-            self._search_memo[key] = (got, skips)  # type: ignore[assignment]
-        skipped.extend(skips)
-        return got
+        hit = self._search_memo.get(key)
+        if hit is None:
+            skips: list[str] = []
+            hit = self._search_memo[key] = (self._search_dirs_glibc(name, dirs, ref, via, hwcaps, skips), skips)
+        skipped.extend(hit[1])
+        return hit[0]
 
     def _memo_cache(self, name: str, ref: ElfInfo, nodeflib: bool, sysdirs: tuple[str, ...],
                     skipped: list[str]) -> _Found | _Fail | None:
         key = ("c", name, _arch_key(ref), ref.flags, nodeflib, sysdirs)
-        if key in self._search_memo:
-            got, skips = self._search_memo[key]  # type: ignore[misc]
-        else:
-            skips: list[str] = []  # type: ignore[no-redef]
-            got = self._cache_lookup(name, ref, nodeflib, sysdirs, skips)
-            self._search_memo[key] = (got, skips)  # type: ignore[assignment]
-        skipped.extend(skips)
-        return got
+        hit = self._search_memo.get(key)
+        if hit is None:
+            skips: list[str] = []
+            hit = self._search_memo[key] = (self._cache_lookup(name, ref, nodeflib, sysdirs, skips), skips)
+        skipped.extend(hit[1])
+        return hit[0]
 
     def _cache_lookup(self, name: str, ref: ElfInfo, nodeflib: bool, sysdirs: Sequence[str],
                       skipped: list[str]) -> _Found | _Fail | None:
@@ -1239,6 +1235,7 @@ class _Roots:
         self.roots: list[Root] = []
         self.seen: set[str] = set()
         self.links: dict[str, set[str]] = {}
+        self.missing: list[tuple[str, str, str]] = []  # (name, needed by, reason): the image cannot run it
 
     def which(self, cmd: str) -> str | None:
         for d in (self.env.get("PATH") or DEFAULT_PATH).split(":"):
@@ -1279,14 +1276,22 @@ class _Roots:
             words = arg.split()
             while words and (words[0].startswith("-") or "=" in words[0]):
                 words.pop(0)
-            self.add(interp, "interpreter", depth + 1)
+            self._interpreter(interp, res.path, depth)
             if words:
                 found = words[0] if "/" in words[0] else self.which(words[0])
                 if found is None:
-                    raise BilgeError(f"{path}: #! program {words[0]!r} not found in PATH of the image")
-                self.add(found, "interpreter", depth + 1)
+                    self.missing.append((words[0], res.path, f"#! program {words[0]!r} is not in the image's PATH"))
+                else:
+                    self._interpreter(found, res.path, depth)
         else:
-            self.add(interp, "interpreter", depth + 1)
+            self._interpreter(interp, res.path, depth)
+
+    def _interpreter(self, path: str, script: str, depth: int) -> None:
+        r = self.r.tree.resolve(path, self.r.cwd)
+        if r.kind != "file":
+            self.missing.append((path, script, "#! interpreter not in the image"))
+            return
+        self.add(path, "interpreter", depth + 1)
 
     def _push(self, root: Root, res: Resolved) -> None:
         if res.path not in self.seen:
@@ -1328,8 +1333,10 @@ class _Roots:
                 programs.append(words[0])
         for prog in programs:
             found = prog if "/" in prog else self.which(prog)
-            if found is None:
-                raise BilgeError(f"entrypoint program {prog!r} not found in the image's PATH")
+            if found is None or self.r.tree.resolve(found, self.r.cwd).kind != "file":
+                self.missing.append((prog, "Entrypoint/Cmd", "not in the image" + ("" if "/" in prog else
+                                                                                  " (looked up in PATH)")))
+                continue
             self.add(found, "entrypoint")
 
 
@@ -1372,6 +1379,8 @@ def closure(
         raise BilgeError("nothing to resolve: give --binary PATH, --path DIR or --entrypoint")
 
     sink = _Sink(resolver.tree)
+    for name, needed_by, reason in roots.missing:
+        sink.miss(name, needed_by, reason)
     final_roots: list[Root] = []
     for root in roots.roots:
         sink.add_object(root.canonical, resolver.elf_at(root.canonical), "root", None,
@@ -1492,6 +1501,24 @@ class ImageView:
         self.fs = fs
         self._elf = elf
         self._small = small
+        self._moved: dict[tuple[int, str], tuple[int, str]] | None = None
+
+    def _find(self, table: Mapping[tuple[int, str], object], key: tuple[int, str]):
+        hit = table.get(key)
+        if hit is not None:
+            return hit
+        if self._moved is None:
+            # Entries written through a symlinked parent directory land elsewhere in the merged
+            # filesystem than their tar name says: map those once, by where the parent resolves now.
+            self._moved = {}
+            for layer, path in list(self._elf) + list(self._small):
+                if self.fs.version_at(path, layer) is None:
+                    parent, _, name = path.rpartition("/")
+                    real = self.fs.resolve(parent) if parent else ""
+                    if real is not None:
+                        self._moved[(layer, f"{real}/{name}" if real else name)] = (layer, path)
+        alias = self._moved.get(key)
+        return table.get(alias) if alias is not None else None
 
     def _body(self, path: str):
         v = self.fs.lookup(path)
@@ -1524,7 +1551,7 @@ class ImageView:
         body = self._body(path)
         if body is None:
             return None
-        data = self._small.get(self._key(body))
+        data = self._find(self._small, self._key(body))
         if data is None:
             if body.size == 0:
                 return b""
@@ -1535,7 +1562,7 @@ class ImageView:
         body = self._body(path)
         if body is None:
             return None
-        return self._elf.get(self._key(body))
+        return self._find(self._elf, self._key(body))
 
 
 def image_view(src, *, progress=None) -> tuple[ImageView, ElfCollector]:

@@ -211,3 +211,37 @@ def test_dockerfile_lines_keep_links(base: Root, tmp_path: Path) -> None:
     assert f"COPY --from=builder {LIBDIR}/ld-linux-x86-64.so.2 {LIBDIR}/libc.so.6 {LIBDIR}/libfoo.so.1.0 {LIBDIR}/" in run
     ln_line = next(ln for ln in run if ln.startswith("RUN "))
     assert f"l libfoo.so.1.0 {LIBDIR}/libfoo.so.1" in ln_line and "l usr/lib /lib" in ln_line
+
+
+def test_library_written_through_a_symlinked_directory(base: Root, tmp_path: Path) -> None:
+    """A later layer writes lib/x86_64-linux-gnu/libnew.so.1 while /lib is a symlink to usr/lib."""
+    new = base.lib("tmp-build/libnew.so.1", "libnew.so.1", "new", "NEW")
+    base.prog("usr/bin/n", ((new, "new"),))
+    data = new.read_bytes()
+    new.unlink()
+    layer0 = items_of(base.path)
+    layer1 = [("file", "lib/x86_64-linux-gnu/libnew.so.1", data, 0o755)]
+    ref = write_image(tmp_path / "img.tar", [layer0, layer1])
+    res, _ = image_closure(ref, binaries=["/usr/bin/n"])
+    assert not res.missing
+    assert f"{LIBDIR}/libnew.so.1" in {f.path for f in res.files if f.role == "needed"}
+
+
+def test_scripts_and_entrypoints_the_image_cannot_run_are_findings(base: Root, tmp_path: Path) -> None:
+    base.write("usr/local/bin/tool", "#!/usr/bin/python3\nprint(1)\n", 0o755)
+    base.write("usr/local/bin/envtool", "#!/usr/bin/env node\n", 0o755)
+    ref = write_image(tmp_path / "img.tar", [items_of(base.path)], {"Entrypoint": ["nosuchprogram"]})
+    res, _ = image_closure(ref, binaries=["/usr/local/bin/tool"])
+    assert [(m.soname, m.needed_by) for m in res.missing] == [("/usr/bin/python3", ("/usr/local/bin/tool",))]
+    code, _out, _err = cli("deps", ref, "--binary", "/usr/local/bin/envtool")
+    assert code == 1  # /usr/bin/env itself is missing in this image, and so is node
+    res, _ = image_closure(ref, entrypoint=True)
+    assert [(m.soname, m.needed_by) for m in res.missing] == [("nosuchprogram", ("Entrypoint/Cmd",))]
+
+
+def test_dockerfile_helper_stage_name_is_valid(base: Root) -> None:
+    from bilge.commands.deps import LinkMode, to_dockerfile
+
+    res = closure(DirView(base.path), binaries=["/usr/bin/p"], strict=True)
+    lines = to_dockerfile(res, "Ruby:3.1 Builder", LinkMode.stage)
+    assert "FROM Ruby:3.1 Builder AS ruby-3.1-builder-deps" in lines

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import posixpath
+import re
 import shlex
 import sys
 from collections import defaultdict
@@ -126,7 +127,8 @@ def to_dockerfile(result: DepsResult, stage: str, mode: LinkMode = LinkMode.stag
     for m in result.missing:
         head.append(f"# MISSING in the image: {m.soname} (needed by {', '.join(m.needed_by)})")
     if mode == LinkMode.stage:
-        helper = f"{stage}-deps" if not stage.endswith("-deps") else f"{stage}-bilge"
+        base = re.sub(r"[^a-z0-9_.-]+", "-", stage.lower()).strip("-.") or "stage"
+        helper = f"{base}-deps" if not base.endswith("-deps") else f"{base}-bilge"
         paths = sorted(f.path.lstrip("/") for f in result.files)
         lines = head + [
             "# Stage 1 (put it before your final FROM): gather the files, symlinks kept, with tar.",
