@@ -979,9 +979,9 @@ class Resolver:
             sub.load(f"libnss_{svc}.so.2", libc, "likely", f"NSS module for \"{svc}\" in /etc/nsswitch.conf")
         if gcc_user:
             sub.load("libgcc_s.so.1", libc, "likely",
-                     f"dlopen'ed by glibc for pthread_cancel/pthread_exit/backtrace, used by {gcc_user}")
+                     "dlopen'ed by glibc to unwind for pthread_cancel/pthread_exit/backtrace, which the program uses")
         if iconv_user:
-            reason = f"iconv (gconv) modules, {iconv_user} imports iconv_open"
+            reason = "iconv (gconv) modules, dlopen'ed by glibc's iconv_open, which the program uses"
             dirs: list[str] = []
             gp = self.env.get("GCONV_PATH")
             if gp:

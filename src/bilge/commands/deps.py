@@ -119,10 +119,12 @@ def to_dockerfile(result: DepsResult, stage: str, mode: LinkMode = LinkMode.stag
     with COPY --from=STAGE, grouped by directory, and the links recreated with one ``RUN ln -s`` in
     the final image, which needs a shell there.
     """
+    from bilge.format.common import human_bytes
+
     files = [f for f in result.files if f.kind == "file"]
     links = [f for f in result.files if f.kind == "symlink"]
     head = [f"# bilge deps{': ' + what if what else ''}",
-            f"# {len(files)} files ({result.total_bytes} bytes) and {len(links)} symlinks"
+            f"# {len(files)} files ({human_bytes(result.total_bytes)}) and {len(links)} symlinks"
             + (", likely-needed run-time files included" if not result.strict and result.likely else "")]
     for m in result.missing:
         head.append(f"# MISSING in the image: {m.soname} (needed by {', '.join(m.needed_by)})")
@@ -180,7 +182,7 @@ def render_text(out, result: DepsResult, *, reference: str = "", tree_limit: int
             label = {"script": "script", "static": "static ELF"}.get(r.kind, r.flavor or "ELF")
             extra = f"  #! {escape(r.interpreter)}" if r.kind == "script" and r.interpreter else ""
             out.print(f"[bold]{escape(r.path)}[/bold]  [dim]{label}, {human_bytes(size_of.get(r.canonical, 0))}"
-                      f"{'' if r.path == r.canonical else ', -> ' + escape(r.canonical)}[/dim]{extra}")
+                      f"{'' if r.path == r.canonical else ', -> ' + escape(r.canonical)}[/dim]{extra}", soft_wrap=True)
             tree = result.trees.get(r.canonical)
             if tree:
                 _print_tree(out, tree, r.canonical, size_of, link_target)
