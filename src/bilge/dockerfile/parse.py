@@ -489,12 +489,26 @@ def _model(text: str, path: str, raw: list[Instruction]) -> Dockerfile:
             out.append(_with(ins, stage=-1, scope=dict(meta)))
             continue
         scope: dict[str, Var] = cur["scope"]
+        if ins.onbuild:
+            # ONBUILD triggers run in the child build: they see the ONBUILD ARG/ENV declared before them
+            ob: dict[str, Var] = cur.setdefault("onbuild_scope", {})
+            fixed = _with(ins, stage=cur["index"], scope={**scope, **ob}, workdir=cur["workdir"], user=cur["user"],
+                          shell=cur["shell"])
+            out.append(fixed)
+            cur["instructions"].append(fixed)
+            if ins.keyword == "ARG":
+                for item in ins.args:
+                    name, eq, value = item.partition("=")
+                    ob[name] = Var(name, expand(value, {**scope, **ob}) if eq else None, "arg", ins.line,
+                                   cur["index"], value if eq else None)
+            elif ins.keyword == "ENV":
+                for k, v in zip(ins.args[0::2], ins.args[1::2], strict=False):
+                    ob[k] = Var(k, expand(v, {**scope, **ob}), "env", ins.line, cur["index"], v)
+            continue
         fixed = _with(ins, stage=cur["index"], scope=dict(scope), workdir=cur["workdir"], user=cur["user"],
                       shell=cur["shell"])
         out.append(fixed)
         cur["instructions"].append(fixed)
-        if ins.onbuild:
-            continue
         if ins.keyword == "ARG":
             for item in ins.args:
                 name, eq, value = item.partition("=")
