@@ -657,9 +657,9 @@ def _secret_literal(an: Analysis) -> list[Finding]:
                      "CMD": "the image config", "ENTRYPOINT": "the image config", "HEALTHCHECK": "the image config",
                      "COPY": "a file in the layer", "ADD": "the image history"}.get(ins.keyword, "the image")
             msg = (f"{ins.keyword} in {an.role(stage)} contains a literal {', '.join(kinds)} ({shown}); it is stored "
-                   f"in {where} and in your repository")
+                   f"in {where} and in your repository.")
             if not shipped:
-                msg += "; " + an.builder_note(stage)
+                msg += " " + an.builder_note(stage) + "."
             out.append(_finding(an, "secret-literal", ins, msg, "high" if shipped else "medium",
                                 details={"kinds": kinds, "shipped": shipped}))
     return out
@@ -791,7 +791,7 @@ def _cleanup_later(an: Analysis) -> list[Finding]:
                 f", and {_lines(cl[1:])}" if len(cl) > 1 else "") + ")")
         related = sorted({c.line for _, c, _ in matches})
         msg = (f"{ins.short(60)} removes " + "; ".join(parts) + f" in a later layer: the bytes stay in the layer"
-               f"{'s' if len(related) > 1 else ''} at {_lines(related)}, so the image is not smaller")
+               f"{'s' if len(related) > 1 else ''} at {_lines(related)}, so the image is not smaller.")
         fix = (f"Move the cleanup into the instruction that creates the files (line {related[0]}), keep them out of "
                "the build context with .dockerignore, or do the work in a build stage and copy only the results.")
         out.append(_finding(an, "cleanup-later-layer", ins, msg, related=related, fix=fix,
@@ -849,6 +849,7 @@ def _cache_not_cleaned(an: Analysis) -> list[Finding]:
             msg = f"{ins.short(60)} leaves the " + ", ".join(names) + f" in the layer of {an.role(stage)}"
             if ins.onbuild:
                 msg += " (ONBUILD: in every image built FROM this one)"
+            msg += "."
             fix = "; ".join(_CACHE_FIX.get(c.kind, RULES["cache-not-cleaned"].fix) for c in left)
             fix = fix[0].upper() + fix[1:] + "."
             out.append(_finding(an, "cache-not-cleaned", ins, msg, fix=fix,
@@ -918,10 +919,11 @@ def _toolchain(an: Analysis) -> list[Finding]:
             if kind:
                 ins = next(i for i in stage.instructions if i.keyword == "FROM")
                 if single:
-                    msg = (f"the only stage is built FROM {stage.base}, {kind}: the compiler and SDK ship with the "
-                           "application")
+                    msg = (f"The only stage is built FROM {stage.base}, {kind}: the compiler and SDK ship with the "
+                           "application.")
                 else:
-                    msg = f"{an.role(stage)} is built FROM {stage.base}, {kind}, so the SDK ships with the application"
+                    msg = (f"{an.role(stage)[0].upper()}{an.role(stage)[1:]} is built FROM {stage.base}, {kind}, so "
+                           "the SDK ships with the application.")
                 out.append(_finding(an, rule, ins, msg, details={"base": stage.base}))
         for ins in stage.instructions:
             if ins.keyword != "RUN":
@@ -933,10 +935,10 @@ def _toolchain(an: Analysis) -> list[Finding]:
             if single:
                 msg = (f"{ins.short(50)} installs {shown} in the only stage: the toolchain ships with the image"
                        + ("; removing it in a later RUN does not free the bytes" if later else "")
-                       + "; a multi-stage build would leave it behind")
+                       + "; a multi-stage build would leave it behind.")
             else:
                 msg = (f"{ins.short(50)} installs {shown} in {an.role(stage)}: build tools ship with the image"
-                       + ("; a later RUN removes them, which frees nothing" if later else ""))
+                       + ("; a later RUN removes them, which frees nothing" if later else "") + ".")
             if ins.onbuild:
                 msg += " (ONBUILD)"
             out.append(_finding(an, rule, ins, msg, details={"packages": tools}))
@@ -970,13 +972,13 @@ def _broad_copy_from(an: Analysis) -> list[Finding]:
             origin = f"stage {src_stage.label}" if src_stage else f"image {ref}"
             dirs = ", ".join(broad)
             msg = (f"COPY --from={ref} copies all of {dirs} from {origin} into {an.role(stage)}: every file that stage "
-                   "installed there comes along, not just what the program loads")
+                   "installed there comes along, not just what the program loads.")
             if src_stage is not None:
                 src_root = an.df.chain(src_stage)[-1].base
                 dst_root = an.df.chain(stage)[-1].base
                 if src_root == dst_root and src_root != "scratch":
-                    msg += (f"; both stages start from {src_root}, so the files the base image already has are "
-                            "stored a second time")
+                    msg = msg[:-1] + (f"; both stages start from {src_root}, so the files the base image already has "
+                                  "are stored a second time.")
             fix = ("Copy only the files needed: run `bilge deps IMAGE --binary /path/to/program` to list the shared "
                    "libraries it loads, and COPY those (or install the runtime packages) instead of " + dirs + ".")
             out.append(_finding(an, "broad-copy-from", ins, msg, fix=fix,
@@ -1011,11 +1013,12 @@ def _no_dockerignore(an: Analysis) -> list[Finding]:
                     msg += ": it brings in " + ", ".join(f"{n}/" for n, _ in present)
                 else:
                     msg += ": .git, node_modules, log/, tmp/ and local files such as .env will be copied when present"
+                msg += "."
             else:
                 if not present:
                     continue
                 msg = (f"{ins.short(40)} copies the whole build context and {ign.path} does not exclude "
-                       + ", ".join(n for n, _ in present))
+                       + ", ".join(n for n, _ in present) + ".")
             total = sum(s for _, s in present) if present else None
             out.append(_finding(an, "no-dockerignore", ins, msg, bytes_=total,
                                 details={"dockerignore": ign.path if ign else None,
@@ -1048,7 +1051,7 @@ def _recursive_chown(an: Analysis) -> list[Finding]:
         paths = sorted({p for p, _ in hits})
         msg = (f"{ins.short(50)} changes owner/mode of everything under {', '.join(paths)}, which line"
                f"{'s' if len(lines) > 1 else ''} {', '.join(map(str, lines))} added: each file is copied into this "
-               "layer again")
+               "layer again.")
         out.append(_finding(an, "recursive-chown", ins, msg, related=lines, details={"paths": paths}))
     return out
 

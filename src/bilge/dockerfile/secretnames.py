@@ -20,6 +20,8 @@ import fnmatch
 import re
 from collections.abc import Iterable
 
+from bilge.redact import mask as _redact_mask
+
 _SECRET_WORDS = frozenset({
     "SECRET", "SECRETS", "PASSWORD", "PASSWORDS", "PASSWD", "PWORD", "PASS", "PASSPHRASE", "PWD", "TOKEN",
     "TOKENS", "APIKEY", "APIKEYS", "CREDENTIAL", "CREDENTIALS", "CREDS", "AUTH", "AUTHTOKEN", "PRIVATE",
@@ -167,12 +169,8 @@ def harmless_value(value: str | None) -> bool:
 
 
 def mask(value: str, show: bool = False) -> str:
-    """A few leading characters and the length: ``ghp_…(40 chars)``."""
-    if show:
-        return value
-    n = len(value)
-    keep = 4 if n >= 16 else (2 if n >= 8 else 0)
-    return f"{value[:keep]}…({n} chars)"
+    """A few leading characters and the length (``bilge.redact.mask``): ``ghp_…(len=40)``."""
+    return value if show else _redact_mask(value)
 
 
 # --- credential files -------------------------------------------------------------------------------------
