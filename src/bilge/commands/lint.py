@@ -283,7 +283,7 @@ def register(app: typer.Typer) -> None:
 
 def _with_image(df, findings, opts, ref: str, platform: str | None, verify: bool, quiet: bool):
     from bilge.commands.analyze import progress_reporter
-    from bilge.dockerfile.cost import attach
+    from bilge.dockerfile.cost import PackageDBCollector, attach
     from bilge.dockerfile.rules import Analysis
     from bilge.fs import walk_image
     from bilge.source import open_image
@@ -291,8 +291,9 @@ def _with_image(df, findings, opts, ref: str, platform: str | None, verify: bool
     an = Analysis(df, opts)
     with open_image(ref, platform=platform, verify=verify) as src:
         advance, stop = progress_reporter(src, quiet)
+        packages = PackageDBCollector()
         try:
-            fs = walk_image(src, progress=advance)
+            fs = walk_image(src, visitors=[packages], progress=advance)
         finally:
             stop()
-        return attach(findings, an, src.image, fs, ref, show_secrets=opts.show_secrets)
+        return attach(findings, an, src.image, fs, ref, show_secrets=opts.show_secrets, packages=packages)

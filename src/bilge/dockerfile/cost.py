@@ -123,12 +123,71 @@ def align(instructions: list[Instruction], image: Image) -> dict[int, int]:
 
 # --- measurement -----------------------------------------------------------------------------------------------
 
+_DPKG_LIST = re.compile(r"^var/lib/dpkg/info/([^/]+?)(?::[a-z0-9_]+)?\.list$")
+_APK_DB = "lib/apk/db/installed"
+
+
+class PackageDBCollector:
+    """A ``walk_image`` visitor keeping the package databases each layer writes (dpkg .list files, apk's db)."""
+
+    def __init__(self) -> None:
+        self.dpkg: dict[int, dict[str, list[str]]] = defaultdict(dict)  # layer -> package -> paths
+        self.apk: dict[int, str] = {}  # layer -> the installed db text it wrote
+
+    def __call__(self, layer, entry) -> None:
+        if entry.type != "file" or entry.whiteout is not None:
+            return
+        m = _DPKG_LIST.match(entry.path)
+        if m and entry.size < 8_000_000:
+            text = entry.read().decode("utf-8", "replace")
+            self.dpkg[layer.index][m.group(1)] = [ln.strip().lstrip("/") for ln in text.splitlines() if ln.strip()]
+        elif entry.path == _APK_DB and entry.size < 64_000_000:
+            self.apk[layer.index] = entry.read().decode("utf-8", "replace")
+
+    def packages_in(self, layer: int) -> dict[str, list[str]]:
+        """Packages (name -> paths) that ``layer`` installed or rewrote."""
+        out = dict(self.dpkg.get(layer, {}))
+        if layer in self.apk:
+            now = _apk_blocks(self.apk[layer])
+            earlier = [k for k in self.apk if k < layer]
+            before = _apk_blocks(self.apk[max(earlier)]) if earlier else {}
+            for name, (block, files) in now.items():
+                if before.get(name, ("", []))[0] != block:
+                    out[name] = files
+        return out
+
+
+def _apk_blocks(text: str) -> dict[str, tuple[str, list[str]]]:
+    out: dict[str, tuple[str, list[str]]] = {}
+    for block in text.split("\n\n"):
+        name, folder, files = None, "", []
+        for line in block.splitlines():
+            key, _, value = line.partition(":")
+            if key == "P":
+                name = value
+            elif key == "F":
+                folder = value
+            elif key == "R":
+                files.append(f"{folder}/{value}" if folder else value)
+        if name:
+            out[name] = (block, files)
+    return out
+
 @dataclass
 class Measure:
     fs: MergedFS
     files_by_layer: dict[int, list[tuple[str, int]]]
     hidden: dict[int, dict[int, int]]  # hider layer -> writer layer -> bytes
     hidden_files: dict[int, list[tuple[str, int, int, str]]]  # hider -> (path, bytes, writer, how)
+    packages: PackageDBCollector | None = None
+
+    def package_bytes(self, layer: int) -> dict[str, int]:
+        """Bytes each package installed by ``layer`` wrote in that layer (from dpkg/apk databases)."""
+        if self.packages is None:
+            return {}
+        sizes = dict(self.files_by_layer.get(layer, ()))
+        return {name: sum(sizes.get(p, 0) for p in set(paths))
+                for name, paths in self.packages.packages_in(layer).items()}
 
     def layer_bytes(self, layer: int) -> int:
         return sum(s for _, s in self.files_by_layer.get(layer, ()))
@@ -149,7 +208,7 @@ class Measure:
         return sum(b for p, b, w, how in self.hidden_files.get(layer, ()) if how == "overwritten")
 
 
-def measure(fs: MergedFS) -> Measure:
+def measure(fs: MergedFS, packages: PackageDBCollector | None = None) -> Measure:
     files: dict[int, list[tuple[str, int]]] = defaultdict(list)
     hidden: dict[int, dict[int, int]] = defaultdict(lambda: defaultdict(int))
     hidden_files: dict[int, list[tuple[str, int, int, str]]] = defaultdict(list)
@@ -160,13 +219,13 @@ def measure(fs: MergedFS) -> Measure:
         if v.hidden_by is not None and v.hidden_by != v.layer:
             hidden[v.hidden_by][v.layer] += v.size
             hidden_files[v.hidden_by].append((path, v.size, v.layer, v.hidden_how or ""))
-    return Measure(fs, dict(files), {k: dict(v) for k, v in hidden.items()}, dict(hidden_files))
+    return Measure(fs, dict(files), {k: dict(v) for k, v in hidden.items()}, dict(hidden_files), packages)
 
 
 # --- attaching bytes ----------------------------------------------------------------------------------------
 
 def attach(findings: list[Finding], an: Analysis, image: Image, fs: MergedFS, reference: str,
-           show_secrets: bool = False) -> tuple[list[Finding], ImageReport]:
+           show_secrets: bool = False, packages: PackageDBCollector | None = None) -> tuple[list[Finding], ImageReport]:
     seq = an.shipped_instructions()
     pairs = align([i for i in seq if i.keyword != "FROM"], image)
     report = ImageReport(reference=reference, image_id=image.image_id, digest=image.digest,
@@ -179,7 +238,7 @@ def attach(findings: list[Finding], an: Analysis, image: Image, fs: MergedFS, re
                 report.layer_of[ins.line] = h.layer
         elif ins.keyword in ("RUN", "COPY", "ADD"):
             report.unaligned.append(ins.line)
-    m = measure(fs)
+    m = measure(fs, packages)
     report.total_layer_bytes = sum(m.layer_bytes(i) for i in range(len(image.layers)))
     ours = sorted(report.layer_of.values())
     report.base_layers = ours[0] if ours else 0
@@ -232,11 +291,47 @@ def attach(findings: list[Finding], an: Analysis, image: Image, fs: MergedFS, re
         st = an.df.stages[ins.stage]
         if not deleted:
             continue
-        out.append(replace(_finding(an, "cleanup-later-layer", ins, msg,
+        base_only = all(w < report.base_layers for w in writers)
+        fix = ("Files of the base image cannot be freed by a later layer: choose a smaller base image (or a -slim "
+               "variant), or squash the layers (`bilge squash`)." if base_only else
+               "Delete the files in the same RUN that creates them, or build in a separate stage.")
+        out.append(replace(_finding(an, "cleanup-later-layer", ins, msg + ".",
                                     related=[layer_line[w] for w in writers if w in layer_line],
-                                    details={"image_only": True, "stage": st.name}), bytes=total))
+                                    details={"image_only": True, "stage": st.name}, fix=fix), bytes=total))
+    out = _apt_cache(out, an, seq, m, report)
     out = _sort(out)
     return out, report
+
+
+def _apt_cache(findings: list[Finding], an: Analysis, seq: list[Instruction], m: Measure,
+               report: ImageReport) -> list[Finding]:
+    """apt's /var/cache/apt (pkgcache.bin, .deb archives) stays when the base image has no docker-clean hook."""
+    by_line = {(f.line, f.rule): i for i, f in enumerate(findings)}
+    for ins in seq:
+        layer = report.layer_of.get(ins.line)
+        if layer is None or ins.keyword != "RUN":
+            continue
+        facts = an.facts(ins)
+        if not any(p.manager == "apt" for p in facts.installs) and not any(c.kind == "apt-lists" for c in facts.caches):
+            continue
+        if any(mt.type == "cache" and mt.target and under("/var/cache/apt", mt.target.rstrip("/")) for mt in facts.mounts):
+            continue
+        b = m.bytes_under(layer, ["/var/cache/apt"])
+        if b < _MIN_IMAGE_ONLY:
+            continue
+        text = (f"{human_bytes(b)} under /var/cache/apt (pkgcache.bin, downloaded .deb files) stay in the layer of "
+                f"line {ins.line}: this base image has no docker-clean hook.")
+        i = by_line.get((ins.line, "cache-not-cleaned"))
+        if i is not None:
+            f = findings[i]
+            findings[i] = replace(f, message=f"{f.message} {text}", bytes=(f.bytes or 0) + b)
+        else:
+            msg = f"{ins.short(60)} leaves apt's cache (/var/cache/apt) in the layer of {an.role(an.df.stages[ins.stage])}."
+            f = _finding(an, "cache-not-cleaned", ins, msg, details={"caches": ["apt-cache"], "image_only": True},
+                         fix="End the RUN with `&& apt-get clean && rm -rf /var/lib/apt/lists/*`, or use "
+                             "`RUN --mount=type=cache,target=/var/cache/apt,sharing=locked`.")
+            findings.append(_measured(f, text, b, cache_bytes=b))
+    return findings
 
 
 def _sort(findings: list[Finding]) -> list[Finding]:
@@ -281,15 +376,35 @@ def _cache(f, an, image, m: Measure, layer, line_of_layer, report, show) -> Find
     return _measured(f, text, b, cache_bytes=b)
 
 
+_TOOLCHAIN_DEPS = re.compile(r"^(binutils|libbinutils|libctf|libgprofng|git-man|libc-dev-bin|libc6-dev|linux-libc-dev"
+                             r"|(gcc|g\+\+|cpp)(-\d+)?(-[a-z0-9_-]+)?|lib(gcc|stdc\+\+|objc)-\d+-dev|libisl\d+|libmpc\d+"
+                             r"|libmpfr\d+|libasan\d+|libtsan\d+|liblsan\d+|libubsan\d+|libitm\d+|libcc1-\d+"
+                             r"|libquadmath\d+|libgomp\d+|libatomic\d+|libhwasan\d+|libdpkg-perl|musl-dev|fortify-headers"
+                             r"|libmagic|file|patch|jansson)$")
+
+
 def _whole_layer(f, an, image, m: Measure, layer, line_of_layer, report, show) -> Finding:
+    from bilge.dockerfile.rules import toolchain_packages
+
     if f.details.get("base"):
         b = sum(m.layer_bytes(i) for i in range(report.base_layers))
         return _measured(f, f"the base image's layers hold {human_bytes(b)}.", b, base_bytes=b)
     if layer is None:
         return f
-    b = m.layer_bytes(layer)
-    return _measured(f, f"the layer of line {f.line} adds {human_bytes(b)} (everything this RUN installed).", b,
-                     layer_bytes=b)
+    total = m.layer_bytes(layer)
+    pkgs = m.package_bytes(layer)
+    named = set(f.details.get("packages", []))
+    tools = {n: b for n, b in pkgs.items()
+             if n in named or toolchain_packages([n]) or _TOOLCHAIN_DEPS.match(n)}
+    if tools:
+        b = sum(tools.values())
+        top = ", ".join(f"{n} {human_bytes(v)}" for n, v in sorted(tools.items(), key=lambda kv: -kv[1])[:5])
+        text = (f"{len(tools)} toolchain package{'s' if len(tools) != 1 else ''} installed by line {f.line} hold "
+                f"{human_bytes(b)} ({top}); the whole layer adds {human_bytes(total)}.")
+        return _measured(f, text, b, toolchain_bytes=b, layer_bytes=total,
+                         toolchain_packages=dict(sorted(tools.items(), key=lambda kv: -kv[1])))
+    return _measured(f, f"the layer of line {f.line} adds {human_bytes(total)} (everything this RUN installed; no "
+                        "package database found to single out the toolchain).", total, layer_bytes=total)
 
 
 def _broad(f, an, image, m: Measure, layer, line_of_layer, report, show) -> Finding:
