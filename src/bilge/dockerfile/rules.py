@@ -480,7 +480,7 @@ def _credential_hits(an: Analysis, ins: Instruction) -> list[tuple[str, str]]:
         if label:
             if ign is not None and not _has_glob(clean) and ign.excluded(clean):
                 continue  # the build would fail: the file is not in the context
-            if on_disk is not None and on_disk.is_file() and clean.endswith((".pem", ".key")):
+            if on_disk is not None and on_disk.is_file() and clean.endswith(".pem"):
                 if _private_key_file(on_disk) is False:
                     continue  # a certificate, not a key
             hits.append((clean, label))
@@ -498,7 +498,7 @@ def _credential_hits(an: Analysis, ins: Instruction) -> list[tuple[str, str]]:
                 lab = sn.credential_file(entry.rel)
                 if lab is None:
                     continue
-                if entry.rel.endswith((".pem", ".key")) and _private_key_file(ctx / entry.rel) is False:
+                if entry.rel.endswith(".pem") and _private_key_file(ctx / entry.rel) is False:
                     continue
                 hits.append((entry.rel, lab))
                 if len(hits) >= 50:
