@@ -66,6 +66,7 @@ def _run_text(ins: Instruction) -> str:
 
 
 def _score(ins: Instruction, created_by: str) -> int:
+    """How well a history entry matches an instruction: 10 exact, 6 close, 0 not this instruction."""
     kw, text = history_instruction(created_by)
     if not kw or kw != ins.keyword:
         return 0
@@ -74,9 +75,9 @@ def _score(ins: Instruction, created_by: str) -> int:
         mine = _norm(_run_text(ins))
         if body == mine:
             return 10
-        if mine and (mine in body or body in mine):
+        if len(mine) >= 8 and (mine in body or body in mine):
             return 6
-        return 1
+        return 0
     if ins.keyword in ("COPY", "ADD"):
         args = [a for a in ins.args if not a.startswith("--")]
         if body == _norm(" ".join(args)):
@@ -84,10 +85,15 @@ def _score(ins: Instruction, created_by: str) -> int:
         m = re.search(r"\bin (\S+)\s*$", body)  # legacy: COPY dir:HASH in DEST
         if m and m.group(1).rstrip("/") == ins.args[-1].rstrip("/"):
             return 6
-        return 1
-    if body == _norm(" ".join(ins.args)) or body == _norm(ins.original[len(ins.keyword):]):
+        return 0
+    if ins.keyword in ("ENV", "LABEL"):
+        mine = _norm(" ".join(f"{k}={v}" for k, v in zip(ins.args[0::2], ins.args[1::2], strict=False)))
+    else:
+        mine = _norm(" ".join(ins.args))
+    mine = mine.replace('"', "")
+    if body.replace('"', "") == mine or body == _norm(ins.original[len(ins.keyword):]):
         return 5
-    return 1
+    return 0
 
 
 def align(instructions: list[Instruction], image: Image) -> dict[int, int]:
