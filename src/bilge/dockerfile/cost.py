@@ -422,12 +422,9 @@ def _broad(f, an, image, m: Measure, layer, line_of_layer, report, show) -> Find
     text = f"line {f.line} copies {human_bytes(b)} of {paths}"
     if dup:
         text += f", {human_bytes(dup)} of it over files the image already had (stored twice)"
-    from importlib.util import find_spec
-
-    if find_spec("bilge.deps") is not None:
-        text += "; `bilge deps " + report.reference + " --binary PATH` lists the libraries a program needs."
-    else:
-        text += "; run `bilge deps " + report.reference + " --binary PATH` to list what the program needs."
+    src = f.details.get("from", "STAGE")
+    text += (f"; `bilge deps {report.reference} --entrypoint --format dockerfile --from {src}` lists the "
+             "libraries the entrypoint needs (or --binary PATH for another program).")
     return _measured(f, text, b, layer_bytes=b, duplicate_bytes=dup)
 
 

@@ -104,8 +104,9 @@ RULES: dict[str, Rule] = {r.id: r for r in (
          "Copying /usr/lib, /usr/local, /lib or / from another stage brings everything that stage installed "
          "(compilers' libraries, headers, caches), and files the final base image already has are stored "
          "again.",
-         "Copy only the files the program needs: `bilge deps IMAGE --binary PATH` lists the shared libraries "
-         "a binary loads; copy those (or install the runtime packages) instead of the directory.",
+         "Copy only the files the program needs: `bilge deps IMAGE --entrypoint --format dockerfile --from STAGE` "
+         "(or `--binary PATH`) prints the COPY lines for the shared libraries it loads; use those (or install the "
+         "runtime packages) instead of the directory.",
          ("size",)),
     Rule("single-stage-build", "medium",
          "A single-stage build ships its toolchain",
@@ -979,8 +980,9 @@ def _broad_copy_from(an: Analysis) -> list[Finding]:
                 if src_root == dst_root and src_root != "scratch":
                     msg = msg[:-1] + (f"; both stages start from {src_root}, so the files the base image already has "
                                   "are stored a second time.")
-            fix = ("Copy only the files needed: run `bilge deps IMAGE --binary /path/to/program` to list the shared "
-                   "libraries it loads, and COPY those (or install the runtime packages) instead of " + dirs + ".")
+            fix = ("Copy only the files needed: build the image, then `bilge deps IMAGE --entrypoint --format dockerfile "
+                   f"--from {ref}` (or `--binary /path/to/program`) prints COPY lines for the shared libraries it loads; "
+                   "use those (or install the runtime packages) instead of " + dirs + ".")
             out.append(_finding(an, "broad-copy-from", ins, msg, fix=fix,
                                 details={"from": ref, "paths": broad, "dest": _dest_of(ins)}))
     return out
