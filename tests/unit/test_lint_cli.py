@@ -97,7 +97,7 @@ def test_pragmas(project):
 def test_json_schema(project):
     out = json.loads(run("-f", "json", cwd=project).stdout)
     assert out["schema"] == "bilge.lint/1"
-    assert out["target"] == "0" and out["stages"][0]["shipped"] is True
+    assert out["target"] == "#0" and out["stages"][0]["shipped"] is True
     assert out["dockerignore"].endswith(".dockerignore") and out["image"] is None
     f = out["findings"][0]
     assert set(f) >= {"rule", "severity", "line", "message", "bytes", "fix", "stage", "instruction", "end_line"}

@@ -99,7 +99,7 @@ def to_json(df, findings, opts, fail_on: str, failed: bool, report=None) -> dict
     return {
         "schema": "bilge.lint/1",
         "dockerfile": df.path,
-        "target": an_target.name or str(an_target.index),
+        "target": an_target.name or f"#{an_target.index}",
         "stages": [{"index": s.index, "name": s.name, "base": s.base, "line": s.line, "shipped": s.index in chain}
                    for s in df.stages],
         "context": opts.context,
