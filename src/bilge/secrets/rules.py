@@ -346,8 +346,11 @@ def load_ruleset(config: Mapping[str, Any] | None = None, config_dir: Path | Non
 
     disabled = set(_str_list(config.get("disable"), "[tool.bilge.secrets] disable"))
     name_id = str(names_obj.get("id", "secret-assignment"))
+    from bilge.secrets.credfiles import FILE_RULES  # noqa: PLC0415 - credfiles imports this module
+
+    file_ids = {r.id for r in FILE_RULES}
     for rid in disabled:
-        if rid not in by_id and rid != name_id and rid not in _FILE_RULE_IDS:
+        if rid not in by_id and rid != name_id and rid not in file_ids:
             raise BilgeError(f"[tool.bilge.secrets] disable: no rule with id {rid!r}")
     rules = tuple(by_id[rid] for rid in order if rid not in disabled)
 
@@ -368,16 +371,3 @@ def load_ruleset(config: Mapping[str, Any] | None = None, config_dir: Path | Non
     paths = parse_paths(paths_obj, "paths", _str_list(config.get("exclude_paths"), "[tool.bilge.secrets] exclude_paths"))
     return Ruleset(rules=rules, names=names, paths=paths, by_id={r.id: r for r in rules},
                    disabled=frozenset(disabled))
-
-
-# Credential-file recogniser ids (see credfiles.py); they can be disabled like rules.
-_FILE_RULE_IDS = frozenset({
-    "netrc", "git-credentials", "npmrc-auth", "pypirc-password", "gem-credentials", "bundler-credentials",
-    "docker-config-auth", "aws-credentials-file", "kubeconfig-credential", "database-yml-password",
-    "rails-secrets-yml", "pgpass", "mysql-client-password", "shadow-password-hash", "pkcs12-keystore",
-    "htpasswd", "vault-token-file",
-})
-
-
-def file_rule_ids() -> frozenset[str]:
-    return _FILE_RULE_IDS
