@@ -9,7 +9,7 @@ import json
 import os
 import sys
 import tempfile
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +18,13 @@ import typer
 from bilge.errors import BilgeError, OutputError
 
 
-class OutputFormat(str, Enum):
+class OutputFormat(StrEnum):
     text = "text"
     json = "json"
     sarif = "sarif"
 
 
-class Severity(str, Enum):
+class Severity(StrEnum):
     critical = "critical"
     high = "high"
     medium = "medium"
@@ -78,7 +78,6 @@ def _secrets_config(config_path: str | None) -> tuple[dict[str, Any], Path | Non
 
 def _list_rules(ruleset: Any) -> None:
     from bilge.format.common import console
-
     from bilge.secrets.credfiles import FILE_RULES
 
     out = console()

@@ -50,7 +50,7 @@ def scan_image_config(image: Image, scanner: Scanner, stats: ScanStats | None = 
 
 
 def scan_source(src: Any, ruleset: Ruleset | None = None, *, files: bool = True, scan_binaries: bool = False,
-                verify: bool = True, progress: Callable[..., Any] | None = None,
+                verify: bool | None = None, progress: Callable[..., Any] | None = None,
                 extra_visitors: Iterable[Callable[[Any, Any], None]] = ()) -> tuple[list[Finding], ScanStats]:
     """Scan an opened image source (``bilge.source.open_image``): config, history and every layer."""
     ruleset = ruleset or load_ruleset()

@@ -275,8 +275,22 @@ FILE_RULES: tuple[FileRule, ...] = (
 )
 
 
+# A cheap gate before the path regexes: every recognised path ends in one of these basenames or
+# suffixes (checked by test_secrets_credfiles).
+GATE_NAMES = frozenset({
+    ".netrc", "_netrc", ".git-credentials", "credentials", "config", ".gitconfig", "gitconfig", ".npmrc",
+    "npmrc", ".yarnrc", ".yarnrc.yml", ".pypirc", "config.json", ".dockercfg", "auth.json", "kubeconfig",
+    "kubeconfig.yaml", "kubeconfig.yml", "database.yml", "database.yaml", "secrets.yml", "secrets.yaml",
+    ".pgpass", ".my.cnf", ".mylogin.cnf", "debian.cnf", ".vault-token", "shadow", "shadow-", ".htpasswd",
+})
+GATE_SUFFIXES = (".key", ".p12", ".pfx")
+
+
 def recognise(path: str, disabled: frozenset[str] = frozenset()) -> list[FileRule]:
     """The credential-file rules whose paths match ``path``."""
+    base = path.rpartition("/")[2]
+    if base not in GATE_NAMES and not base.endswith(GATE_SUFFIXES):
+        return []
     return [r for r in FILE_RULES if r.id not in disabled and r.matches(path)]
 
 

@@ -275,7 +275,7 @@ def scan_config(image: Image, scanner: Scanner, stats: ScanStats) -> list[Findin
             out.append(make_finding(hit, loc, "config"))
     scopes: list[tuple[str, Mapping[str, str]]] = [("manifest", image.annotations), ("index", image.index_annotations)]
     scopes += [(f"layer {layer.index}", layer.annotations) for layer in image.layers]
-    for scope, annotations in scopes:
-        if annotations:
-            out += _scan_pairs("annotation", [(str(k), str(v)) for k, v in annotations.items()], scanner, stats, scope)
+    for scope, notes in scopes:
+        if notes:
+            out += _scan_pairs("annotation", [(str(k), str(v)) for k, v in notes.items()], scanner, stats, scope)
     return out

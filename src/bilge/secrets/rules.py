@@ -73,36 +73,45 @@ class NameRules:
     enabled: bool = True
 
     def excluded(self, name: str) -> bool:
-        upper = name.upper()
-        return any(fnmatch.fnmatchcase(upper, pat.upper()) for pat in self.exclude_names)
+        return _globs_rx(self.exclude_names).match(name.upper()) is not None
 
     def always_credential(self, name: str) -> bool:
-        upper = name.upper()
-        return any(fnmatch.fnmatchcase(upper, pat.upper()) for pat in self.credential_names)
+        return _globs_rx(self.credential_names).match(name.upper()) is not None
+
+
+@lru_cache(maxsize=64)
+def _globs_rx(globs: tuple[str, ...]) -> re.Pattern[str]:
+    """Case-insensitive name globs as one anchored regex (upper-cased names are matched)."""
+    if not globs:
+        return re.compile(r"(?!x)x")
+    return re.compile("|".join(f"(?:{fnmatch.translate(g.upper())})" for g in globs))
 
 
 @dataclass(frozen=True)
 class PathClasses:
-    library: tuple[re.Pattern[str], ...]
-    config: tuple[re.Pattern[str], ...]
-    code: tuple[re.Pattern[str], ...]
-    exclude: tuple[re.Pattern[str], ...] = ()
+    """Path classes; each list of regexes is joined into one pattern (one search per path)."""
 
-    @staticmethod
-    def _any(patterns: tuple[re.Pattern[str], ...], path: str) -> bool:
-        return any(p.search(path) for p in patterns)
+    library: re.Pattern[str] | None
+    config: re.Pattern[str] | None
+    code: re.Pattern[str] | None
+    exclude: re.Pattern[str] | None = None
+    not_secrets: re.Pattern[str] | None = None
 
     def is_library(self, path: str) -> bool:
-        return self._any(self.library, path)
+        return self.library is not None and self.library.search(path) is not None
 
     def is_config(self, path: str) -> bool:
-        return self._any(self.config, path)
+        return self.config is not None and self.config.search(path) is not None
 
     def is_code(self, path: str) -> bool:
-        return self._any(self.code, path)
+        return self.code is not None and self.code.search(path) is not None
 
     def is_excluded(self, path: str) -> bool:
-        return self._any(self.exclude, path)
+        return self.exclude is not None and self.exclude.search(path) is not None
+
+    def names_off(self, path: str) -> bool:
+        """Files whose key/value pairs are known not to be secrets (``passwd: files`` in nsswitch.conf)."""
+        return self.not_secrets is not None and self.not_secrets.search(path) is not None
 
 
 @dataclass(frozen=True)
@@ -222,15 +231,25 @@ def parse_names(obj: Mapping[str, Any], where: str) -> NameRules:
     )
 
 
-def parse_paths(obj: Mapping[str, Any], where: str, exclude: Iterable[str] = ()) -> PathClasses:
-    def comp(key: str) -> tuple[re.Pattern[str], ...]:
-        return tuple(_compile_str(p, f"{where}: {key}") for p in _str_list(obj.get(key), f"{where}: {key}"))
+def _join(patterns: list[str], where: str) -> re.Pattern[str] | None:
+    if not patterns:
+        return None
+    for p in patterns:
+        _compile_str(p, where)  # a clear error naming the bad one
+    return re.compile("|".join(f"(?:{p})" for p in patterns))
 
+
+def parse_paths(obj: Mapping[str, Any], where: str, exclude: Iterable[str] = ()) -> PathClasses:
+    def comp(key: str) -> re.Pattern[str] | None:
+        return _join(_str_list(obj.get(key), f"{where}: {key}"), f"{where}: {key}")
+
+    globs = [_glob_to_regex(g).pattern for g in exclude]
     return PathClasses(
         library=comp("library"),
         config=comp("config"),
         code=comp("code"),
-        exclude=tuple(_glob_to_regex(g) for g in exclude),
+        exclude=re.compile("|".join(f"(?:{g})" for g in globs)) if globs else None,
+        not_secrets=comp("not_secrets"),
     )
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from bilge.secrets.credfiles import MAX_CREDFILE, parse_credfile, recognise
 from bilge.secrets.findings import make_finding
@@ -21,14 +21,6 @@ from bilge.secrets.textscan import FILE_CODE, FILE_CONFIG, NO_NAMES, Hit, Scanne
 
 CHUNK = 4 << 20
 OVERLAP = 64 << 10
-
-
-class EntryLike(Protocol):
-    path: str
-    type: str
-    size: int
-
-    def read(self, n: int = -1) -> bytes: ...
 
 
 @dataclass(frozen=True)
@@ -70,7 +62,8 @@ class FileVisitor:
                 self.stats.credential_files += 1
             self.stats.scanned.add(0)
             return
-        first = _read(entry, min(size, self.chunk))
+        body = entry.fileobj  # an independent reader (entry.read() always starts at offset 0)
+        first = _read(body, min(size, self.chunk))
         kind = classify(first[:8192])
         found: list[tuple[Hit, int]] = []
         if cred:
@@ -83,13 +76,13 @@ class FileVisitor:
                     found.append((h, data.count(b"\n", 0, h.start) + 1))
         if kind == "text" or (kind == "binary" and self.scan_binaries):
             library = paths.is_library(path)
-            if kind != "text":
+            if kind != "text" or paths.names_off(path):
                 context = NO_NAMES
             elif paths.is_config(path) or not posixpath.splitext(path)[1]:
                 context = FILE_CONFIG
             else:
                 context = FILE_CODE
-            found.extend(self._scan_body(first, entry, size, context, library))
+            found.extend(self._scan_body(first, body, size, context, library))
             self.stats.scanned.add(size)
         elif kind == "archive":
             self.stats.archives.add(size)
@@ -105,7 +98,7 @@ class FileVisitor:
             self.hits.append(FileHit(layer.index, layer.digest, created_by, path, lines.get((h.start, h.rule_id), 0), h))
 
     # ------------------------------------------------------------------------------------
-    def _scan_body(self, first: bytes, entry: Any, size: int, context: str, library: bool) -> list[tuple[Hit, int]]:
+    def _scan_body(self, first: bytes, body: Any, size: int, context: str, library: bool) -> list[tuple[Hit, int]]:
         scan = self.scanner.scan
         if len(first) >= size:
             return _with_lines(first, scan(first, context, library), 0, 0)
@@ -116,7 +109,7 @@ class FileVisitor:
         lines_before = 0
         margin = self.overlap // 2
         while True:
-            more = _read(entry, self.chunk)
+            more = _read(body, self.chunk)
             final = not more
             hits = scan(buf, context, library)
             if not final:
@@ -137,12 +130,12 @@ class FileVisitor:
             buf = buf[dropped:] + more
 
 
-def _read(entry: Any, n: int) -> bytes:
-    """Read up to ``n`` bytes (fewer only at the end of the body)."""
+def _read(body: Any, n: int) -> bytes:
+    """Read up to ``n`` bytes from a body reader (fewer only at its end)."""
     parts = []
     want = n
     while want > 0:
-        data = entry.read(want)
+        data = body.read(want)
         if not data:
             break
         parts.append(data)
