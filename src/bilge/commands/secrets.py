@@ -96,7 +96,7 @@ def _list_rules(ruleset: Any) -> None:
 def register(app: typer.Typer) -> None:
     @app.command("secrets")
     def secrets_cmd(
-        ref: str = typer.Argument(None, help="Image: docker-archive:, oci-archive:, oci:, docker-daemon: ... or a path.", show_default=False),
+        ref: str = typer.Argument(None, help="Image: docker-archive:PATH, oci:DIR, oci-archive:PATH[:TAG], or a path (sniffed). Default: the demo image.", show_default=False),
         fmt: OutputFormat = typer.Option(OutputFormat.text, "--format", "-f", help="Output format."),
         output: Path | None = typer.Option(None, "--output", "-o", help="Write the report to this file (atomically).", dir_okay=False),
         severity: Severity = typer.Option(Severity.high, "--severity", "-s", help="Exit 1 when a finding at or above this severity exists; the text report lists these."),
@@ -108,6 +108,7 @@ def register(app: typer.Typer) -> None:
         scan_binaries: bool = typer.Option(False, "--scan-binaries", help="Also run the format rules over binary files."),
         no_verify: bool = typer.Option(False, "--no-verify", help="Do not verify layer digests while reading."),
         list_rules: bool = typer.Option(False, "--list-rules", help="List the rules in effect and exit."),
+        demo: bool = typer.Option(False, "--demo", help="Scan the demo image shipped with bilge (the default without REF)."),
         verbose: bool = typer.Option(False, "--verbose", "-v", help="Show the instruction that added each file."),
     ) -> None:
         """Find credentials in an image: history and build args, config, annotations, and every file of every layer (deleted ones included)."""
@@ -123,8 +124,10 @@ def register(app: typer.Typer) -> None:
         if list_rules:
             _list_rules(ruleset)
             raise typer.Exit(0)
-        if not ref:
-            raise BilgeError("missing image reference: bilge secrets REF (e.g. docker-archive:app.tar)")
+        if demo or not ref:
+            from bilge.commands.analyze import demo_image_path
+
+            ref = demo_image_path()
         ignores = from_config(section.get("ignore"), source or "config")
         if ignore_file is not None:
             if not ignore_file.is_file():

@@ -103,8 +103,11 @@ def _ini_keys(keys: tuple[bytes, ...], *, contains: bool = False):
     return parse
 
 
+_NPMRC_LINE = re.compile(rb"^[ \t]*(?P<key>[^=#;\s][^=\r\n]{0,300}?)[ \t]*=[ \t]*(?P<value>[^\r\n]*?)[ \t]*$", re.M)
+
+
 def _npmrc(data: bytes, names: NameRules) -> Iterator[tuple[int, int, str | None, str]]:
-    for m in _INI_LINE.finditer(data):
+    for m in _NPMRC_LINE.finditer(data):
         key = m.group("key").strip()
         leaf = key.rsplit(b":", 1)[-1].lower() if key.startswith(b"//") else key.lower()
         if leaf not in (b"_authtoken", b"_auth", b"_password", b"password", b"authtoken"):
@@ -116,6 +119,8 @@ def _npmrc(data: bytes, names: NameRules) -> Iterator[tuple[int, int, str | None
         v = data[s:e].decode("utf-8", "replace")
         if v and _literal(v, names):
             yield s, e, key.decode("utf-8", "replace"), ""
+    # yarn 2+ (.yarnrc.yml): npmAuthToken / npmAuthIdent
+    yield from _yaml_keys(lambda k: k.lower() in ("npmauthtoken", "npmauthident"))(data, names)
 
 
 _YAML_KV = re.compile(rb"""^[ \t]*-?[ \t]*(?P<key>:?["']?[A-Za-z0-9_.\-]{1,120}["']?)[ \t]*:[ \t]+(?P<value>[^\r\n#]*?)[ \t]*(?:[ \t]#[^\r\n]*)?$""", re.M)

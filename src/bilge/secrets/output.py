@@ -7,11 +7,11 @@ history line or command shown has each secret found in it replaced by its masked
 
 from __future__ import annotations
 
+import textwrap
 from collections import Counter
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
 from rich.text import Text
 
 from bilge.format.common import human_bytes
@@ -150,40 +150,57 @@ def _shorten(text: str, width: int = 150) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+def _where_line(f: Finding) -> str:
+    loc = f.location
+    if loc.kind == "file":
+        line = f":{loc.line}" if loc.line else ""
+        text = f"/{loc.path}{line}  in layer {loc.layer}"
+        if f.deleted:
+            text += f" — {f.hidden_how or 'deleted'} in layer {f.hidden_by}, but layer {loc.layer} still ships it"
+        else:
+            text += " — present in the final filesystem"
+        return text
+    if loc.kind == "history":
+        layer = f"layer {loc.layer}" if loc.layer is not None else "no layer"
+        text = f"history #{loc.history_index} ({layer})"
+        if loc.key:
+            text += f"  {loc.key}"
+        if f.also_in_history:
+            more = ", ".join(f"#{i}" for i in f.also_in_history[:12])
+            extra = f" and {len(f.also_in_history) - 12} more" if len(f.also_in_history) > 12 else ""
+            text += f"  (also in history {more}{extra})"
+        return text
+    return where_text(f)
+
+
 def render_text(report: Report, console: Console, *, show_secrets: bool = False, verbose: bool = False) -> None:
     red = _redactor(report, show_secrets)
     limit = severity_rank(report.threshold)
     shown = [f for f in report.findings if f.rank >= limit]
     below = len(report.findings) - len(shown)
     image_id = (report.image_id or "")[:19]
-    head = Text.assemble(("bilge secrets ", "bold"), (report.reference, "bold"), f"  {image_id}",
-                         f"  {report.platform or ''}  {report.layers} layers")
-    console.print(head)
+    console.print(Text.assemble(("bilge secrets ", "bold"), (report.reference, "bold"),
+                                f"  {image_id}  {report.platform or ''}  {report.layers} layers"))
     for f in shown:
         console.print()
-        line = Text()
-        line.append(f" {f.severity.upper()} ", style=_STYLE.get(f.severity, ""))
-        line.append(f"  {f.rule}", style="bold")
-        line.append(f"  {f.title}")
-        console.print(line)
-        where = where_text(f)
-        if f.location.kind == "file" and f.deleted:
-            where += f"  [bold]{escape(f.hidden_how or 'deleted')} in layer {f.hidden_by}[/bold]: the layer still ships it"
-        elif f.location.kind == "file":
-            where += "  present in the final filesystem"
-        console.print(f"   where  {escape(where) if '[bold]' not in where else where}")
-        if f.also_in_history:
-            more = ", ".join(f"#{i}" for i in f.also_in_history[:12])
-            extra = f" and {len(f.also_in_history) - 12} more" if len(f.also_in_history) > 12 else ""
-            console.print(f"          also in history {more}{extra}")
-        if f.location.instruction and f.location.kind in ("history", "config"):
-            console.print(f"          {escape(_shorten(red(f.location.instruction)))}", style="dim")
-        elif f.location.kind == "file" and f.location.instruction and verbose:
-            console.print(f"          added by: {escape(_shorten(red(f.location.instruction)))}", style="dim")
-        console.print(f"   match  {escape(match_text(f, show_secrets))}   fingerprint {f.fingerprint}")
+        console.print(Text.assemble((f" {f.severity.upper()} ", _STYLE.get(f.severity, "")), "  ",
+                                    (f.rule, "bold"), "  ", f.title))
+        rows: list[tuple[str, str, str]] = [("where", _where_line(f), "")]
+        loc = f.location
+        if loc.instruction and loc.kind in ("history", "config"):
+            rows.append(("", _shorten(red(loc.instruction), 300), "dim"))
+        elif loc.kind == "file" and loc.instruction and verbose:
+            rows.append(("added by", _shorten(red(loc.instruction), 300), "dim"))
+        rows.append(("match", match_text(f, show_secrets), ""))
         if f.note:
-            console.print(f"   note   {escape(f.note)}")
-        console.print(f"   fix    {escape(f.fix)}")
+            rows.append(("note", f.note, ""))
+        rows.append(("fix", f.fix, ""))
+        rows.append(("id", f.fingerprint, "dim"))
+        width = max(40, (console.width or 100) - 11)
+        for label, value, style in rows:
+            lines = textwrap.wrap(value, width, break_long_words=True, break_on_hyphens=False) or [""]
+            for i, line in enumerate(lines):
+                console.print(Text.assemble((f"{label if i == 0 else '':>9} ", "dim"), (line, style)))
     console.print()
     counts = Counter(f.severity for f in shown)
     parts = ", ".join(f"{counts[s]} {s}" for s in SEVERITIES if counts.get(s))
@@ -192,24 +209,24 @@ def render_text(report: Report, console: Console, *, show_secrets: bool = False,
     else:
         summary = f"No secrets at or above {report.threshold}"
     if below:
-        summary += f"; {below} below {report.threshold} (--severity low lists them)"
+        summary += f"; {below} below (list them with --severity low)"
     if report.silenced:
         summary += f"; {len(report.silenced)} silenced"
     console.print(Text(summary + ".", style="bold" if shown else ""))
     st = report.stats
     if report.files_scanned:
+        text = (f"Scanned {st.history_entries} history entries, {st.config_values} config values, "
+                f"{st.scanned.files} text files ({human_bytes(st.scanned.bytes)}) in {report.layers} layers.")
         skipped = []
         if st.binary.files:
             skipped.append(f"{st.binary.files} binaries ({human_bytes(st.binary.bytes)})")
         if st.archives.files:
-            skipped.append(f"{st.archives.files} compressed files/archives ({human_bytes(st.archives.bytes)})")
+            skipped.append(f"{st.archives.files} compressed files ({human_bytes(st.archives.bytes)})")
         if st.excluded.files:
             skipped.append(f"{st.excluded.files} excluded by config ({human_bytes(st.excluded.bytes)})")
-        text = (f"Scanned {st.history_entries} history entries, {st.config_values} config values and "
-                f"{st.scanned.files} text files ({human_bytes(st.scanned.bytes)}) in {report.layers} layers")
+        console.print(Text(text, style="dim"))
         if skipped:
-            text += "; not text-scanned: " + ", ".join(skipped)
-        console.print(text + ".", style="dim")
+            console.print(Text("Not text-scanned: " + ", ".join(skipped) + ".", style="dim"))
     else:
-        console.print(f"Scanned {st.history_entries} history entries and {st.config_values} config values "
-                      "(layers not read: --config-only).", style="dim")
+        console.print(Text(f"Scanned {st.history_entries} history entries and {st.config_values} config values "
+                           "(layers not read: --config-only).", style="dim"))
