@@ -17,15 +17,6 @@ import typer
 from bilge import __version__
 from bilge.errors import BilgeError
 
-try:  # typer >= 0.2x raises its own vendored click exceptions, not click's
-    from typer._click import exceptions as _typer_click_exceptions
-except ImportError:  # pragma: no cover - older typer uses click itself
-    _typer_click_exceptions = click.exceptions
-
-_EXIT = (click.exceptions.Exit, typer.Exit)
-_USAGE = (click.exceptions.ClickException, _typer_click_exceptions.ClickException)
-_ABORT = (click.exceptions.Abort, typer.Abort)
-
 app = typer.Typer(
     name="bilge",
     help="Where the bytes of a container image go, what secrets it still carries, and how to make it smaller.",
@@ -74,12 +65,12 @@ def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in (argv if argv is not None else sys.argv[1:]) or bool(os.environ.get("BILGE_DEBUG"))
     try:
         rv = app(args=argv, standalone_mode=False)
-    except _EXIT as exc:
+    except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-    except _USAGE as exc:  # usage errors
+    except click.exceptions.ClickException as exc:  # usage errors
         exc.show()
         sys.exit(2)
-    except _ABORT:
+    except click.exceptions.Abort:
         sys.exit(130)
     except KeyboardInterrupt:
         sys.exit(130)
