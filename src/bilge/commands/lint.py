@@ -146,8 +146,9 @@ def to_sarif(df, findings) -> dict[str, Any]:
 
 
 def render_text(out, df, findings, opts, fail_on: str, report=None) -> None:
+    import textwrap
+
     from rich.markup import escape
-    from rich.padding import Padding
     from rich.text import Text
 
     from bilge.dockerfile.rules import severity_rank
@@ -185,8 +186,11 @@ def render_text(out, df, findings, opts, fail_on: str, report=None) -> None:
         if f.bytes is not None:
             line.append(f"  {human_bytes(f.bytes)}", style="magenta")
         out.print(line)
-        out.print(Padding(Text(f.message), (0, 0, 0, 4)))
-        out.print(Padding(Text("fix: " + f.fix, style="dim"), (0, 0, 0, 4)))
+        width = max(60, (out.width or 120) - 1)
+        out.print(Text(textwrap.fill(f.message, width, initial_indent="    ", subsequent_indent="    ",
+                                     break_on_hyphens=False)), soft_wrap=True)
+        out.print(Text(textwrap.fill("fix: " + f.fix, width, initial_indent="    ", subsequent_indent="    ",
+                                     break_on_hyphens=False), style="dim"), soft_wrap=True)
     by_sev: dict[str, int] = {}
     for f in findings:
         by_sev[f.severity] = by_sev.get(f.severity, 0) + 1

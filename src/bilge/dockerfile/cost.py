@@ -405,7 +405,8 @@ def _whole_layer(f, an, image, m: Measure, layer, line_of_layer, report, show) -
     if tools:
         b = sum(tools.values())
         top = ", ".join(f"{n} {human_bytes(v)}" for n, v in sorted(tools.items(), key=lambda kv: -kv[1])[:5])
-        text = (f"{len(tools)} toolchain package{'s' if len(tools) != 1 else ''} installed by line {f.line} hold "
+        text = (f"{len(tools)} toolchain package{'s' if len(tools) != 1 else ''} installed by line {f.line} "
+                f"hold{'s' if len(tools) == 1 else ''} "
                 f"{human_bytes(b)} ({top}); the whole layer adds {human_bytes(total)}.")
         return _measured(f, text, b, toolchain_bytes=b, layer_bytes=total,
                          toolchain_packages=dict(sorted(tools.items(), key=lambda kv: -kv[1])))
