@@ -214,3 +214,8 @@ def test_image_not_built_from_this_dockerfile(tmp_path):
     assert out["image"]["notes"] and all(f["bytes"] is None for f in out["findings"])
     proc = run("--image", str(tmp_path / "nothing.tar"), cwd=tmp_path)
     assert proc.returncode == 2 and proc.stderr.startswith("bilge: error:")
+
+
+def test_help():
+    proc = run("--help")
+    assert proc.returncode == 0 and "--image" in proc.stdout and "--fail-on" in proc.stdout

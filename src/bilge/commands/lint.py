@@ -220,7 +220,7 @@ def register(app: typer.Typer) -> None:
         disable: list[str] = typer.Option(None, "--disable", "-d", metavar="RULE", help="Turn a rule off (repeatable)."),
         config: str = typer.Option(None, "--config", help="bilge config file (default: nearest .bilge.toml or "
                                                           "pyproject.toml [tool.bilge])."),
-        platform: str = typer.Option(None, "--platform", help="os/arch[/variant] of --image, for multi-platform images."),
+        platform: str = typer.Option(None, "--platform", help="os/arch or os/arch/variant of --image, for multi-platform images."),
         no_verify: bool = typer.Option(False, "--no-verify", help="Skip digest verification of --image."),
         show_secrets: bool = typer.Option(False, "--show-secrets", help="Print secret values in full."),
     ) -> int:
