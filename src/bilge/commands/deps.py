@@ -299,7 +299,7 @@ def register(app: typer.Typer) -> None:
                                             "(stage, works for scratch) or by RUN ln -s in the final stage (run)."),
         rootfs: str = typer.Option(None, "--rootfs", help="Read an unpacked root filesystem directory instead "
                                                           "of an image."),
-        platform: str = typer.Option(None, "--platform", help="os/arch[/variant] for multi-platform images."),
+        platform: str = typer.Option(None, "--platform", help="OS/ARCH or OS/ARCH/VARIANT for multi-platform images."),
         no_verify: bool = typer.Option(False, "--no-verify", help="Skip digest and diff_id verification."),
     ) -> int:
         """The exact shared libraries (and their symlinks) programs in an image need, resolved like its loader."""
