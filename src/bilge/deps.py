@@ -921,8 +921,8 @@ class Resolver:
     def root_closure(self, canonical: str, given: str, info: ElfInfo, strict: bool,
                      sink: _Sink) -> str | None:
         """Load one root like the loader would; record every object, link and miss in ``sink``."""
-        if not info.dynamic and not info.interp:
-            return None  # static
+        if not info.interp and not info.needed:
+            return None  # static, static-pie, or a shared object that needs nothing (the loader itself)
         flavor = self._flavor(info)
         main = _Obj(canonical, given, info, None, {given},
                     origin=posixpath.dirname(canonical if info.interp else given) or "/")
@@ -1259,7 +1259,7 @@ class _Roots:
             return
         info = self.r.elf_at(res.path)
         if info is not None:
-            kind = "elf" if (info.dynamic or info.interp) else "static"
+            kind = "elf" if (info.needed or info.interp) else "static"
             if info.elf_class == 0:
                 raise BilgeError(f"{path}: {info.error}")
             self._push(Root(path, res.path, kind, origin, info.interp), res)
@@ -1311,7 +1311,7 @@ class _Roots:
                 self.r.note(f"{p}: {info.error}; skipped")
                 continue
             self.seen.add(p)
-            kind = "elf" if (info.dynamic or info.interp) else "static"
+            kind = "elf" if (info.needed or info.interp) else "static"
             self.roots.append(Root(p, p, kind, "path", info.interp))
             self.links.setdefault(p, set()).update(res.links)
 

@@ -574,3 +574,16 @@ def test_same_closure_as_lddtree_on_the_host_root(prog: str) -> None:
     theirs = {os.path.realpath(p) for p in out}
     ours = needed_files(closure(DirView("/"), binaries=[prog], strict=True))
     assert ours == theirs
+
+
+def test_static_and_static_pie_roots_need_nothing(root: Root) -> None:
+    src = root.work / "s.c"
+    src.write_text("int main(void){return 0;}\n")
+    for flag, name in (("-static", "st"), ("-static-pie", "stpie")):
+        out = root.p(f"usr/bin/{name}")
+        subprocess.run(["gcc", flag, "-o", str(out), str(src)], check=True)
+    res = deps(root, "/usr/bin/st", "/usr/bin/stpie")
+    assert {r.kind for r in res.roots} == {"static"}
+    assert {f.path for f in res.files} == {"/usr/bin/st", "/usr/bin/stpie"}
+    if can_chroot():
+        assert root.run("/usr/bin/stpie").returncode == 0
