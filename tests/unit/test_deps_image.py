@@ -245,3 +245,16 @@ def test_dockerfile_helper_stage_name_is_valid(base: Root) -> None:
     res = closure(DirView(base.path), binaries=["/usr/bin/p"], strict=True)
     lines = to_dockerfile(res, "Ruby:3.1 Builder", LinkMode.stage)
     assert "FROM Ruby:3.1 Builder AS ruby-3.1-builder-deps" in lines
+
+
+def test_text_library_table_for_many_roots(base: Root) -> None:
+    from bilge.commands.deps import render_text
+    from bilge.format.common import console
+
+    res = closure(DirView(base.path), paths=["/usr"], strict=True)
+    buf = io.StringIO()
+    render_text(console(buf), res, tree_limit=0)
+    text = buf.getvalue()
+    assert "4 roots (3 dynamic ELF, 1 static, 0 scripts)" in text  # p, libfoo, libc; ld.so needs nothing
+    line = next(ln for ln in text.splitlines() if ln.strip().startswith(f"{LIBDIR}/libc.so.6"))
+    assert line.rstrip().endswith("needed by 2")  # p and libfoo

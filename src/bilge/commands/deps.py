@@ -196,9 +196,10 @@ def render_text(out, result: DepsResult, *, reference: str = "", tree_limit: int
         out.print(f"[bold]{len(roots)} roots[/bold] ({sum(1 for r in roots if r.kind == 'elf')} dynamic ELF, "
                   f"{sum(1 for r in roots if r.kind == 'static')} static, "
                   f"{sum(1 for r in roots if r.kind == 'script')} scripts); libraries they load:")
-        libs = [f for f in result.files if f.kind == "file" and f.role in ("needed", "interp")]
+        libs = [f for f in result.files if f.kind == "file" and f.path in counts]
         for f in sorted(libs, key=lambda f: (-len(counts.get(f.path, ())), f.path))[:40]:
-            out.print(f"  {escape(f.path):70} {human_bytes(f.size):>9}  [dim]used by {len(counts.get(f.path, ()))}[/dim]")
+            out.print(f"  {escape(f.path):70} {human_bytes(f.size):>9}  [dim]needed by {len(counts.get(f.path, ())):,}[/dim]",
+                      soft_wrap=True)
         if len(libs) > 40:
             out.print(f"  [dim]... {len(libs) - 40} more (--format json or list for all)[/dim]")
     likely = [f for f in result.files if f.role == "likely" and f.kind == "file"]
