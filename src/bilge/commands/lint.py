@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import tempfile
+from collections.abc import Collection
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -266,7 +267,7 @@ def register(app: typer.Typer) -> None:
         report = None
         if image:
             findings, report = _with_image(df, findings, opts, image, platform, not no_verify,
-                                           quiet=fmt != Format.text)
+                                           quiet=fmt != Format.text, disabled=set(disabled))
         findings = apply_config(findings, disabled, sev_over)
         failed = threshold != "never" and any(severity_rank(f.severity) >= severity_rank(threshold) for f in findings)
         if fmt == Format.json:
@@ -285,8 +286,10 @@ def register(app: typer.Typer) -> None:
         return 1 if failed else 0
 
 
-def _with_image(df, findings, opts, ref: str, platform: str | None, verify: bool, quiet: bool):
+def _with_image(df, findings, opts, ref: str, platform: str | None, verify: bool, quiet: bool,
+                disabled: Collection[str] = ()):
     from bilge.commands.analyze import progress_reporter
+    from bilge.deps import ElfCollector
     from bilge.dockerfile.cost import PackageDBCollector, attach
     from bilge.dockerfile.rules import Analysis
     from bilge.fs import walk_image
@@ -296,8 +299,11 @@ def _with_image(df, findings, opts, ref: str, platform: str | None, verify: bool
     with open_image(ref, platform=platform, verify=verify) as src:
         advance, stop = progress_reporter(src, quiet)
         packages = PackageDBCollector()
+        # bilge deps' ELF reader rides along the same pass when a broad COPY --from needs its closure
+        elf = (ElfCollector() if "broad-copy-from" not in disabled
+               and any(f.rule == "broad-copy-from" for f in findings) else None)
         try:
-            fs = walk_image(src, visitors=[packages], progress=advance)
+            fs = walk_image(src, visitors=[packages] + ([elf] if elf is not None else []), progress=advance)
         finally:
             stop()
-        return attach(findings, an, src.image, fs, ref, show_secrets=opts.show_secrets, packages=packages)
+        return attach(findings, an, src.image, fs, ref, show_secrets=opts.show_secrets, packages=packages, elf=elf)

@@ -14,11 +14,15 @@ from __future__ import annotations
 
 import fnmatch
 import re
+import shlex
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
 from bilge.analyze import instruction as history_instruction
+from bilge.deps import DepsResult, ElfCollector, ImageView
+from bilge.dockerfile import needed
+from bilge.dockerfile.needed import CopyNeed
 from bilge.dockerfile.parse import Instruction
 from bilge.dockerfile.rules import Analysis, Finding, _dest_of, _finding
 from bilge.dockerfile.runs import glob_prefix, strip_glob_tail, under
@@ -186,6 +190,23 @@ class Measure:
     hidden: dict[int, dict[int, int]]  # hider layer -> writer layer -> bytes
     hidden_files: dict[int, list[tuple[str, int, int, str]]]  # hider -> (path, bytes, writer, how)
     packages: PackageDBCollector | None = None
+    deps: ImageView | None = None  # bilge.deps' view of the image (ELF facts from the same pass), for COPY --from
+    config: Mapping[str, object] = field(default_factory=dict)  # the image's runtime config
+    _elf_paths: list[str] | None = None
+    _closures: dict[tuple, tuple[DepsResult | None, list[str]]] = field(default_factory=dict)
+
+    def copy_need(self, layer: int, dest: str) -> CopyNeed | None:
+        """What of the files ``layer`` (a COPY into ``dest``) wrote the programs outside ``dest`` load."""
+        if self.deps is None:
+            return None
+        if self._elf_paths is None:
+            self._elf_paths = needed.elf_files(self.fs, self.deps)
+        roots = needed.find_roots(self.fs, self.deps, dest, self.config, self._elf_paths)
+        key = (roots.paths, roots.binaries, roots.entrypoint)
+        if key not in self._closures:
+            self._closures[key] = needed.resolve_closure(self.deps, roots, self.config)
+        result, notes = self._closures[key]
+        return needed.copy_need(self.fs, self.deps, layer, roots, result, notes)
 
     def package_bytes(self, layer: int) -> dict[str, int]:
         """Bytes each package installed by ``layer`` wrote in that layer (from dpkg/apk databases)."""
@@ -214,7 +235,8 @@ class Measure:
         return sum(b for p, b, w, how in self.hidden_files.get(layer, ()) if how == "overwritten")
 
 
-def measure(fs: MergedFS, packages: PackageDBCollector | None = None) -> Measure:
+def measure(fs: MergedFS, packages: PackageDBCollector | None = None, deps: ImageView | None = None,
+            config: Mapping[str, object] | None = None) -> Measure:
     files: dict[int, list[tuple[str, int]]] = defaultdict(list)
     hidden: dict[int, dict[int, int]] = defaultdict(lambda: defaultdict(int))
     hidden_files: dict[int, list[tuple[str, int, int, str]]] = defaultdict(list)
@@ -225,13 +247,17 @@ def measure(fs: MergedFS, packages: PackageDBCollector | None = None) -> Measure
         if v.hidden_by is not None and v.hidden_by != v.layer:
             hidden[v.hidden_by][v.layer] += v.size
             hidden_files[v.hidden_by].append((path, v.size, v.layer, v.hidden_how or ""))
-    return Measure(fs, dict(files), {k: dict(v) for k, v in hidden.items()}, dict(hidden_files), packages)
+    return Measure(fs, dict(files), {k: dict(v) for k, v in hidden.items()}, dict(hidden_files), packages, deps,
+                   dict(config or {}))
 
 
 # --- attaching bytes ----------------------------------------------------------------------------------------
 
 def attach(findings: list[Finding], an: Analysis, image: Image, fs: MergedFS, reference: str,
-           show_secrets: bool = False, packages: PackageDBCollector | None = None) -> tuple[list[Finding], ImageReport]:
+           show_secrets: bool = False, packages: PackageDBCollector | None = None,
+           elf: ElfCollector | None = None) -> tuple[list[Finding], ImageReport]:
+    """Measured bytes for each finding. ``packages`` and ``elf`` are visitors of the same ``walk_image`` pass
+    that built ``fs`` (``elf``, a ``bilge.deps.ElfCollector``, lets ``broad-copy-from`` say what is needed)."""
     seq = an.shipped_instructions()
     pairs = align([i for i in seq if i.keyword != "FROM"], image)
     report = ImageReport(reference=reference, image_id=image.image_id, digest=image.digest,
@@ -244,7 +270,7 @@ def attach(findings: list[Finding], an: Analysis, image: Image, fs: MergedFS, re
                 report.layer_of[ins.line] = h.layer
         elif ins.keyword in ("RUN", "COPY", "ADD"):
             report.unaligned.append(ins.line)
-    m = measure(fs, packages)
+    m = measure(fs, packages, elf.view(fs) if elf is not None else None, image.container_config)
     report.total_layer_bytes = sum(m.layer_bytes(i) for i in range(len(image.layers)))
     ours = sorted(report.layer_of.values())
     report.base_layers = ours[0] if ours else 0
@@ -424,9 +450,64 @@ def _broad(f, an, image, m: Measure, layer, line_of_layer, report, show) -> Find
     if dup:
         text += f", {human_bytes(dup)} of it over files the image already had (stored twice)"
     src = f.details.get("from", "STAGE")
-    text += (f"; `bilge deps {report.reference} --entrypoint --format dockerfile --from {src}` lists the "
-             "libraries the entrypoint needs (or --binary PATH for another program).")
-    return _measured(f, text, b, layer_bytes=b, duplicate_bytes=dup)
+    dest = str(f.details.get("dest") or "/")
+    need = m.copy_need(layer, dest)
+    if need is None:  # no ELF facts were collected
+        text += (f"; `bilge deps {shlex.quote(report.reference)} --entrypoint --format dockerfile --from {src}` lists "
+                 "the libraries the entrypoint needs (or --binary PATH for another program).")
+        return _measured(f, text, b, layer_bytes=b, duplicate_bytes=dup)
+    if not need.resolved:
+        cmd = needed.deps_command(report.reference, None, src)
+        why = (f"no ELF file elsewhere in the image; {'; '.join(need.notes)}" if need.notes else
+               "no Entrypoint/Cmd and no ELF file elsewhere in the image")
+        text += (f"; bilge found no program outside {need.roots.dest} to resolve ({why}), so it cannot tell which "
+                 f"of it is needed: name the program, `{cmd}` prints the COPY lines for it.")
+        return _measured(f, text, b, layer_bytes=b, duplicate_bytes=dup, needed_bytes=None,
+                         deps_roots={"dest": need.roots.dest, "entrypoint": need.roots.entrypoint, "paths": [],
+                                     "binaries": [], "programs": 0}, deps_command=cmd)
+    cmd = needed.deps_command(report.reference, need.roots, src)
+    text += "; " + _need_text(need)
+    fix = (f"Copy only the files needed: `{cmd}` prints the COPY lines for the closure of those programs (they "
+           f"are listed too: keep what is under {need.roots.dest}), or name one program with `--binary PATH`; use them "
+           f"(or install the runtime packages) instead of {paths}.")
+    measured = _measured(f, text, b, layer_bytes=b, duplicate_bytes=dup, needed_bytes=need.needed_bytes,
+                         needed_files=need.needed_files, needed_links=need.needed_links,
+                         likely_bytes=need.likely_bytes, likely_files=need.likely_files,
+                         needed_already_bytes=need.already_bytes, needed_paths=list(need.needed_paths),
+                         deps_roots={"dest": need.roots.dest, "entrypoint": need.roots.entrypoint,
+                                     "paths": list(need.roots.paths), "binaries": list(need.roots.binaries),
+                                     "programs": need.programs},
+                         deps_missing=[{"soname": s, "needed_by": list(n)} for s, n in need.missing],
+                         deps_command=cmd)
+    return replace(measured, fix=fix)
+
+
+def _need_text(need: CopyNeed) -> str:
+    """``bilge deps finds 12.4 MB in 31 files of it needed by ...`` -- or what was found instead."""
+    r = need.roots
+    who = []
+    if (r.entrypoint and not any("Entrypoint/Cmd could not" in n for n in need.notes)
+            and not any(n == ("Entrypoint/Cmd",) for _, n in need.missing)):
+        who.append("the Entrypoint/Cmd")
+    if r.programs:
+        who.append(f"{r.programs:,} ELF file{'s' if r.programs != 1 else ''} outside {r.dest}")
+    text = (f"`bilge deps` finds {human_bytes(need.needed_bytes)} in {need.needed_files:,} "
+            f"file{'s' if need.needed_files != 1 else ''} of it needed by {' and '.join(who) or 'the programs'}")
+    if need.needed_files and need.already_bytes:
+        text += f" ({human_bytes(need.already_bytes)} of them at paths the image had before this COPY)"
+    if need.likely_files:
+        text += (f", + {human_bytes(need.likely_bytes)} in {need.likely_files:,} file"
+                 f"{'s' if need.likely_files != 1 else ''} likely needed at run time (loaded by libc with dlopen)")
+    text += "; it counts the libraries the loader maps, not data files or modules a program loads itself."
+    if need.missing:
+        shown = ", ".join(f"the Entrypoint/Cmd program {s}" if n == ("Entrypoint/Cmd",) else
+                          f"{s} (needed by {', '.join(n[:2])}{' ...' if len(n) > 2 else ''})"
+                          for s, n in need.missing[:3])
+        more = f" and {len(need.missing) - 3} more" if len(need.missing) > 3 else ""
+        text += f" Missing in the image: {shown}{more}."
+    for note in need.notes:
+        text += f" Note: {note}."
+    return text
 
 
 def _dockerignore(f, an, image, m: Measure, layer, line_of_layer, report, show) -> Finding:
