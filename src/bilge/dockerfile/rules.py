@@ -253,7 +253,7 @@ class Analysis:
             return reason  # declared without a default: the value comes from --build-arg
         if refs and not literal.strip(" :@/\"'"):
             return None  # only references to variables that are not secrets
-        if sn.harmless_value(var.value):
+        if sn.harmless_value(var.value, var.name):
             return None
         return reason
 
@@ -321,7 +321,7 @@ def _secret_arg(an: Analysis) -> list[Finding]:
                 if reason is None:
                     continue
                 runs = [r for r in _runs_after(stage, ins, ins.onbuild) if name in r.scope]
-                literal = var.raw is not None and var.value is not None and not sn.harmless_value(var.value)
+                literal = var.raw is not None and var.value is not None and not sn.harmless_value(var.value, name)
                 if not runs and not literal:
                     continue
                 hits.append((name, var, runs, literal))
