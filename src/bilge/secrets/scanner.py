@@ -20,6 +20,7 @@ from bilge.secrets.model import Finding, Location, ScanStats
 from bilge.secrets.textscan import FILE_CODE, FILE_CONFIG, NO_NAMES, Hit, Scanner, classify, dedupe
 
 CHUNK = 4 << 20
+HEAD = 64 << 10  # bytes read to tell text from binary
 OVERLAP = 64 << 10
 
 
@@ -63,8 +64,11 @@ class FileVisitor:
             self.stats.scanned.add(0)
             return
         body = entry.fileobj  # an independent reader (entry.read() always starts at offset 0)
-        first = _read(body, min(size, self.chunk))
+        # classify from the head; only text (or a credential file) is read further
+        first = _read(body, min(size, HEAD))
         kind = classify(first[:8192])
+        if len(first) < size and (kind == "text" or cred or (kind == "binary" and self.scan_binaries)):
+            first += _read(body, min(size, self.chunk) - len(first))
         found: list[tuple[Hit, int]] = []
         if cred:
             self.stats.credential_files += 1

@@ -354,10 +354,15 @@ _MAGIC: tuple[tuple[bytes, str], ...] = (
 )
 
 
+_MAGIC_FIRST = frozenset(m[0] for m, _ in _MAGIC)
+
+
 def classify(head: bytes) -> str:
     """``text``, ``binary`` or ``archive`` (compressed/packed: never opened) from the first bytes."""
-    for magic, kind in _MAGIC:
-        if head.startswith(magic):
+    if head and head[0] in _MAGIC_FIRST:
+        for magic, kind in _MAGIC:
+            if not head.startswith(magic):
+                continue
             if magic == b"MZ" and b"\x00" not in head[:512]:
                 continue  # text that starts with "MZ"
             if magic == b"BZh" and not (len(head) > 3 and head[3:4].isdigit()):
