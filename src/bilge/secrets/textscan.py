@@ -227,7 +227,7 @@ def _run_rule(rule: Rule, buf: bytes, library: bool, names: NameRules) -> list[H
             if verdict is None:
                 continue
             if verdict:
-                severity, note = verdict
+                severity, note = verdict[0] or severity, verdict[1]
         if library and rule.library_severity:
             if _RANKS[rule.library_severity] < _RANKS[severity]:
                 severity = rule.library_severity
@@ -254,7 +254,7 @@ def dedupe(hits: list[Hit]) -> list[Hit]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Validators: None drops the match; () keeps it as is; (severity, note) changes it.
+# Validators: None drops the match; () keeps it as is; (severity, note) changes it ("" keeps the severity).
 
 _Verdict = tuple[str, str] | tuple[()] | None
 
@@ -277,7 +277,7 @@ def _v_pem(m: re.Match[bytes], secret: str, names: NameRules) -> _Verdict:
             cipher = raw[19:19 + n]
             if cipher and cipher != b"none":
                 return ("medium", f"encrypted ({cipher.decode('ascii', 'replace')}): protected by a passphrase")
-    return ()
+    return ("", f"{kind.lower()}, not encrypted")
 
 
 def _b64url(s: str) -> bytes:
