@@ -350,3 +350,14 @@ def test_rules_file_is_package_data():
     from importlib import resources
 
     assert resources.files("bilge.secrets").joinpath("rules.toml").is_file()
+
+
+def test_name_rules_extend_from_config():
+    rs = load_ruleset({"names": {"extra_words": ["pin"], "extra_exclude_names": ["*_PUBLIC_TOKEN"],
+                                 "extra_placeholders": ["notasecret"]}})
+    sc = Scanner(rs)
+    assert [h.secret for h in sc.scan(b"CARD_PIN=839201x\n", FILE_CONFIG)] == ["839201x"]
+    assert sc.scan(b"MAPBOX_PUBLIC_TOKEN=Zk2m9QpL0xV7nB4cQ\n", FILE_CONFIG) == []
+    assert sc.scan(b"DB_PASSWORD=notasecret\n", FILE_CONFIG) == []
+    # the built-in lists are kept
+    assert [h.secret for h in sc.scan(b"DB_PASSWORD=hunter2\n", FILE_CONFIG)] == ["hunter2"]

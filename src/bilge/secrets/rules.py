@@ -214,13 +214,15 @@ def parse_names(obj: Mapping[str, Any], where: str) -> NameRules:
     def low_set(key: str) -> frozenset[str]:
         return frozenset(v.lower() for v in _str_list(obj.get(key), f"{where}: {key}"))
 
-    kws = _str_list(obj.get("keywords"), f"{where}: keywords")
+    kws = [k.lower() for k in _str_list(obj.get("keywords"), f"{where}: keywords")]
     if not kws:
         raise BilgeError(f"{where}: keywords must not be empty")
+    # every secret word must pass the pre-filter: add those no keyword already covers
+    kws += sorted(w for w in low_set("words") if not any(k in w for k in kws))
     return NameRules(
         id=str(obj.get("id", "secret-assignment")),
         title=str(obj.get("title", "Secret-like variable assigned a literal value")),
-        keywords=tuple(k.lower().encode() for k in kws),
+        keywords=tuple(k.encode() for k in kws),
         words=low_set("words"),
         key_qualifiers=low_set("key_qualifiers"),
         auth_alone=low_set("auth_alone"),
