@@ -176,3 +176,12 @@ def test_fingerprint_stable_across_history_positions_and_rebuilds():
     assert fa.fingerprint == fb.fingerprint and fa.location.history_index != fb.location.history_index
     c = make_image([{"created_by": f"|1 TOKEN={tok()} /bin/sh -c make"}])
     assert scan(c)[0][0].fingerprint != fa.fingerprint
+
+
+def test_bundler_host_credentials_in_env_and_build_args():
+    image = make_image([{"created_by": "|1 BUNDLE_GITHUB__COM=deploy:k3Jd93kd0Q /bin/sh -c bundle install"}],
+                       env=["BUNDLE_GEMS__ACME__COM=ci:Zt8x2Lq", "BUNDLE_WITHOUT=development:test",
+                            "BUNDLE_BUILD__NOKOGIRI=--use-system-libraries"])
+    got = sorted((f.location.kind, f.location.key, f.secret) for f in scan(image)[0])
+    assert got == [("env", "BUNDLE_GEMS__ACME__COM", "ci:Zt8x2Lq"),
+                   ("history", "BUNDLE_GITHUB__COM", "deploy:k3Jd93kd0Q")]

@@ -36,10 +36,10 @@ def is_secret_name(name: str, rules: NameRules) -> bool:
     """True when ``name`` says its value is a secret (TOKEN, DB_PASSWORD, apiKey, _authToken ...)."""
     if not name or len(name) > 120:
         return False
-    if rules.always_credential(name):
-        return True
     if rules.excluded(name):
         return False
+    if rules.always_credential(name):
+        return True
     words = name_words(name)
     if not words:
         return False
