@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bilge.secrets.credfiles import MAX_CREDFILE, parse_credfile, recognise
@@ -176,11 +176,5 @@ def file_findings(hits: list[FileHit], version_at: Callable[[str, int], Any] | N
         loc = Location(kind="file", layer=fh.layer, layer_digest=fh.layer_digest, path=fh.path,
                        line=fh.line or None, instruction=fh.created_by or None)
         f = make_finding(fh.hit, loc, "file-deleted" if deleted else "file")
-        out.append(_with_hidden(f, deleted, hidden_by, hidden_how))
+        out.append(replace(f, deleted=deleted, hidden_by=hidden_by, hidden_how=hidden_how))
     return out
-
-
-def _with_hidden(f: Finding, deleted: bool, hidden_by: int | None, hidden_how: str | None) -> Finding:
-    from dataclasses import replace
-
-    return replace(f, deleted=deleted, hidden_by=hidden_by, hidden_how=hidden_how)
