@@ -9,6 +9,7 @@ asks the merged filesystem whether each version is still visible (``deleted``).
 
 from __future__ import annotations
 
+import hashlib
 import posixpath
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -43,6 +44,9 @@ class FileVisitor:
     overlap: int = OVERLAP
     hits: list[FileHit] = field(default_factory=list)
     _layers_seen: set[int] = field(default_factory=set)
+    # identical contents (a file rewritten by a later chown/chmod, COPY --from duplicates) are
+    # scanned once: sha1 of the body + scan context -> hits with their lines
+    _seen: dict[tuple[bytes, str, bool], list[tuple[Hit, int]]] = field(default_factory=dict)
 
     def __call__(self, layer: Any, entry: Any) -> None:
         if layer.index not in self._layers_seen:
@@ -105,7 +109,11 @@ class FileVisitor:
     def _scan_body(self, first: bytes, body: Any, size: int, context: str, library: bool) -> list[tuple[Hit, int]]:
         scan = self.scanner.scan
         if len(first) >= size:
-            return _with_lines(first, scan(first, context, library), 0, 0)
+            key = (hashlib.sha1(first).digest(), context, library)
+            cached = self._seen.get(key)
+            if cached is None:
+                cached = self._seen[key] = _with_lines(first, scan(first, context, library), 0, 0)
+            return cached
         out: list[tuple[Hit, int]] = []
         seen: set[tuple[str, int]] = set()
         buf = first
