@@ -70,3 +70,14 @@ def test_base_marks_shared_layers(tmp_path):
     out = json.loads(run("analyze", "-f", "json", "--base", str(base), str(app)).stdout)
     assert [x["base"] for x in out["layers"]] == [True, True, False]
     assert out["summary"]["base_layers"] == 2
+
+
+def test_every_command_has_working_help():
+    from bilge.cli import app
+
+    names = [c.name for c in app.registered_commands]
+    assert "analyze" in names
+    for name in [None, *names]:
+        proc = run(*([name] if name else []), "--help")
+        assert proc.returncode == 0 and "Traceback" not in proc.stderr, (name, proc.stderr)
+        assert "Usage" in proc.stdout

@@ -101,7 +101,7 @@ def register(app: typer.Typer) -> None:
         output: Path | None = typer.Option(None, "--output", "-o", help="Write the report to this file (atomically).", dir_okay=False),
         severity: Severity = typer.Option(Severity.high, "--severity", "-s", help="Exit 1 when a finding at or above this severity exists; the text report lists these."),
         show_secrets: bool = typer.Option(False, "--show-secrets", help="Print secret values in full (never do this in CI logs)."),
-        platform: str | None = typer.Option(None, "--platform", help="os/arch[/variant] of a multi-platform image."),
+        platform: str | None = typer.Option(None, "--platform", help="os/arch or os/arch/variant, for a multi-platform image."),
         config: str | None = typer.Option(None, "--config", help="Config file (default: nearest .bilge.toml or pyproject.toml)."),
         ignore_file: Path | None = typer.Option(None, "--ignore-file", help="Silenced fingerprints (default: ./.bilgeignore if present)."),
         config_only: bool = typer.Option(False, "--config-only", help="Scan history, config and annotations only; do not read the layers."),
