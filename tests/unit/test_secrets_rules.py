@@ -347,9 +347,18 @@ def test_disable_name_rule_and_file_rule():
 
 
 def test_rules_file_is_package_data():
+    # bilge/data/** is in [tool.setuptools.package-data]: a wheel ships it
+    import tomllib
     from importlib import resources
+    from pathlib import Path
 
-    assert resources.files("bilge.secrets").joinpath("rules.toml").is_file()
+    assert resources.files("bilge").joinpath("data", "secrets", "rules.toml").is_file()
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    if pyproject.is_file():
+        patterns = tomllib.loads(pyproject.read_text())["tool"]["setuptools"]["package-data"]["bilge"]
+        import fnmatch
+
+        assert any(fnmatch.fnmatch("data/secrets/rules.toml", p) for p in patterns)
 
 
 def test_name_rules_extend_from_config():

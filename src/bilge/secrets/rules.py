@@ -1,6 +1,6 @@
 """Secret-detection rules: the built-in data file, merged with the user's configuration.
 
-Rules are data (``rules.toml`` next to this module). The user's ``[tool.bilge.secrets]`` table can
+Rules are data (``bilge/data/secrets/rules.toml``, shipped as package data). The user's ``[tool.bilge.secrets]`` table can
 add rules (``[[tool.bilge.secrets.rule]]``, same fields), replace a built-in rule by id, change
 severities (``severity = {jwt = "low"}``), disable rules (``disable = ["jwt"]``), or point at a
 whole rules file of their own (``rules_file = "path.toml"``, which replaces the built-in format
@@ -292,14 +292,18 @@ def _read_rules_text(text: str, where: str) -> dict[str, Any]:
         raise BilgeError(f"{where}: invalid TOML: {exc}") from None
 
 
+def builtin_rules_text() -> str:
+    """The built-in rules file, ``bilge/data/secrets/rules.toml`` (package data)."""
+    try:
+        return resources.files("bilge").joinpath("data", "secrets", "rules.toml").read_text(encoding="utf-8")
+    except OSError:
+        raise BilgeError("the built-in secret rules are missing (bilge/data/secrets/rules.toml was not "
+                         "installed with the package)") from None
+
+
 @lru_cache(maxsize=1)
 def _builtin_data() -> dict[str, Any]:
-    text = resources.files("bilge.secrets").joinpath("rules.toml").read_text(encoding="utf-8")
-    return _read_rules_text(text, "built-in rules.toml")
-
-
-def builtin_rules_text() -> str:
-    return resources.files("bilge.secrets").joinpath("rules.toml").read_text(encoding="utf-8")
+    return _read_rules_text(builtin_rules_text(), "built-in rules.toml")
 
 
 def _parse_rule_list(items: Any, where: str, base: Mapping[str, Rule] | None = None) -> list[Rule]:
