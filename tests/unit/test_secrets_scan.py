@@ -232,3 +232,13 @@ def test_identical_contents_scanned_once_reported_everywhere(tmp_path, monkeypat
     got = sorted((f.location.layer, f.location.path, f.location.line, f.deleted, f.hidden_how) for f in findings)
     assert got == [(0, "a/.env", 2, True, "overwritten"), (1, "a/.env", 2, False, None), (2, "b/.env", 2, False, None)]
     assert stats.scanned.files == 3 and calls.count("config") == 1  # the file text was scanned once
+
+
+def test_scripts_are_code_or_config_by_their_interpreter(tmp_path):
+    path = tmp_path / "img.tar"
+    docker_archive(path, [[("dir", "usr/local/bin"),
+                           ("file", "usr/local/bin/tool", b"#!/usr/bin/perl\nmy $pass = 'cpan';\nmy %o = (pass => external);\n"
+                            b'my $password = "Xk29dL0qPz93mXnB7";\n', 0o755),
+                           ("file", "usr/local/bin/deploy", b"#!/bin/sh\nexport DB_PASSWORD=hunter22\n", 0o755)]])
+    got = sorted((f.location.path, f.secret, f.severity) for f in scan_path(path)[0])
+    assert got == [("usr/local/bin/deploy", "hunter22", "medium"), ("usr/local/bin/tool", "Xk29dL0qPz93mXnB7", "high")]

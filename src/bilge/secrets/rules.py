@@ -1,8 +1,8 @@
 """Secret-detection rules: the built-in data file, merged with the user's configuration.
 
-Rules are data (``bilge/data/secrets/rules.toml``, shipped as package data). The user's ``[tool.bilge.secrets]`` table can
-add rules (``[[tool.bilge.secrets.rule]]``, same fields), replace a built-in rule by id, change
-severities (``severity = {jwt = "low"}``), disable rules (``disable = ["jwt"]``), or point at a
+Rules are data (``bilge/data/secrets/rules.toml``, shipped as package data). The user's
+``[tool.bilge.secrets]`` table can add rules (``[[tool.bilge.secrets.rule]]``, same fields), replace a
+built-in rule by id, change severities (``severity = {jwt = "low"}``), disable rules (``disable = ["jwt"]``), or point at a
 whole rules file of their own (``rules_file = "path.toml"``, which replaces the built-in format
 rules and keeps the name rules unless it has its own ``[names]``).
 """
@@ -69,14 +69,20 @@ class NameRules:
     credential_names: tuple[str, ...]
     placeholders: frozenset[str]
     placeholder_parts: tuple[str, ...]
+    not_with_colon: frozenset[str] = frozenset()  # "passwd: files" (nsswitch.conf) is not an assignment
     severity: str | None = None  # the user's override; None: decided per finding
     enabled: bool = True
 
     def excluded(self, name: str) -> bool:
-        return _globs_rx(self.exclude_names).match(name.upper()) is not None
+        # Password-Type, db.password.file: '-' and '.' separate words like '_'
+        return _globs_rx(self.exclude_names).match(_norm(name)) is not None
 
     def always_credential(self, name: str) -> bool:
         return _globs_rx(self.credential_names).match(name.upper()) is not None
+
+
+def _norm(name: str) -> str:
+    return name.upper().replace("-", "_").replace(".", "_")
 
 
 @lru_cache(maxsize=64)
@@ -230,6 +236,7 @@ def parse_names(obj: Mapping[str, Any], where: str) -> NameRules:
         credential_names=tuple(_str_list(obj.get("credential_names"), f"{where}: credential_names")),
         placeholders=low_set("placeholders"),
         placeholder_parts=tuple(v.lower() for v in _str_list(obj.get("placeholder_parts"), f"{where}: placeholder_parts")),
+        not_with_colon=low_set("not_with_colon"),
     )
 
 

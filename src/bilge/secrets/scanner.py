@@ -86,6 +86,8 @@ class FileVisitor:
             library = paths.is_library(path)
             if kind != "text" or paths.names_off(path):
                 context = NO_NAMES
+            elif first.startswith(b"#!"):
+                context = _script_context(first)
             elif paths.is_config(path) or not posixpath.splitext(path)[1]:
                 context = FILE_CONFIG
             else:
@@ -140,6 +142,15 @@ class FileVisitor:
             lines_before += buf.count(b"\n", 0, dropped)
             base += dropped
             buf = buf[dropped:] + more
+
+
+_CODE_INTERPRETERS = (b"perl", b"python", b"ruby", b"node", b"php", b"lua", b"tclsh", b"awk", b"deno", b"bun")
+
+
+def _script_context(first: bytes) -> str:
+    """A script is source code when its interpreter is a programming language, config-like for shells."""
+    line = first[:200].split(b"\n", 1)[0]
+    return FILE_CODE if any(i in line for i in _CODE_INTERPRETERS) else FILE_CONFIG
 
 
 def _read(body: Any, n: int) -> bytes:

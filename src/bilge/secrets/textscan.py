@@ -160,18 +160,20 @@ class Scanner:
             seen.add(left)
             raw_name = buf[left:right]
             name = raw_name.lstrip(b"-.").decode("latin-1")
-            if not name or not self._secret_name(name):
-                continue
+            if not name or not self._secret_name(name) or buf[max(0, left - 2):left] == b"::":
+                continue  # not secret-like, or a namespaced identifier (CPAN::HTTP::Credentials)
             parsed = _assignment(buf, left, right, context, raw_name.startswith(b"-"))
             if parsed is None:
                 continue
-            vstart, vend, quoted = parsed
+            vstart, vend, quoted, op = parsed
+            if op == b":" and name.lower() in names.not_with_colon:
+                continue
             value = buf[vstart:vend].decode("utf-8", "replace")
             if context == FILE_CODE and not quoted:
                 continue
             kind = value_kind(value, names, name)
-            if kind is None:
-                continue
+            if kind is None or (context == FILE_CODE and kind != "strong"):
+                continue  # in source code only a quoted, generated-looking literal counts
             if names.always_credential(name):
                 kind = "strong"
             if names.severity:
@@ -208,12 +210,12 @@ _XML = re.compile(rb""">[ \t]{0,10}(?P<v>[^<>\s][^<>\r\n]{0,1023}?)[ \t]{0,10}</
 _FLAG = re.compile(rb"""[ \t]{1,5}(?:"(?P<dq>[^"\r\n]{1,1024})"|'(?P<sq>[^'\r\n]{1,1024})'|(?P<bare>[^\s"'`;|&<>-][^\s"'`;|&<>]{0,1023}))""")
 
 
-def _assignment(buf: bytes, left: int, right: int, context: str, flag: bool) -> tuple[int, int, bool] | None:
-    """(value start, value end, quoted) for the assignment after the name at buf[left:right]."""
+def _assignment(buf: bytes, left: int, right: int, context: str, flag: bool) -> tuple[int, int, bool, bytes] | None:
+    """(value start, value end, quoted, operator) for the assignment after the name at buf[left:right]."""
     if left > 0 and buf[left - 1:left] == b"<":
         m = _XML.match(buf, right)
         if m:
-            return m.start("v"), m.end("v"), True
+            return m.start("v"), m.end("v"), True, b">"
         return None
     m = _ASSIGN.match(buf, right)
     if m:
@@ -225,15 +227,15 @@ def _assignment(buf: bytes, left: int, right: int, context: str, flag: bool) -> 
             return None
         for g in ("dq", "sq"):
             if m.group(g) is not None:
-                return m.start(g), m.end(g), True
-        return m.start("bare"), m.end("bare"), False
+                return m.start(g), m.end(g), True, op
+        return m.start("bare"), m.end("bare"), False, op
     if flag and context == SHELL:
         m = _FLAG.match(buf, right)
         if m:
             for g in ("dq", "sq"):
                 if m.group(g) is not None:
-                    return m.start(g), m.end(g), True
-            return m.start("bare"), m.end("bare"), False
+                    return m.start(g), m.end(g), True, b" "
+            return m.start("bare"), m.end("bare"), False, b" "
     return None
 
 
