@@ -224,14 +224,17 @@ def test_identical_contents_scanned_once_reported_everywhere(tmp_path, monkeypat
     path = tmp_path / "img.tar"
     docker_archive(path, [[("dir", "a"), ("file", "a/.env", body)],
                           [("file", "a/.env", body, 0o600)],  # chmod in a later layer rewrites the file
-                          [("dir", "b"), ("file", "b/.env", body)]])
+                          [("dir", "b"), ("file", "b/.env", body)],
+                          [("dir", "c"), ("file", "c/.env", body)]])
     calls = []
     real = Scanner.scan
     monkeypatch.setattr(Scanner, "scan", lambda self, buf, ctx, *a, **k: calls.append(ctx) or real(self, buf, ctx, *a, **k))
     findings, stats = scan_path(path)
     got = sorted((f.location.layer, f.location.path, f.location.line, f.deleted, f.hidden_how) for f in findings)
-    assert got == [(0, "a/.env", 2, True, "overwritten"), (1, "a/.env", 2, False, None), (2, "b/.env", 2, False, None)]
-    assert stats.scanned.files == 3 and calls.count("config") == 1  # the file text was scanned once
+    assert got == [(0, "a/.env", 2, True, "overwritten"), (1, "a/.env", 2, False, None), (2, "b/.env", 2, False, None),
+                   (3, "c/.env", 2, False, None)]
+    # the first copy is scanned, the second is hashed and scanned, every later one reuses the result
+    assert stats.scanned.files == 4 and calls.count("config") == 2
 
 
 def test_scripts_are_code_or_config_by_their_interpreter(tmp_path):

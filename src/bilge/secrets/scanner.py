@@ -45,8 +45,10 @@ class FileVisitor:
     hits: list[FileHit] = field(default_factory=list)
     _layers_seen: set[int] = field(default_factory=set)
     # identical contents (a file rewritten by a later chown/chmod, COPY --from duplicates) are
-    # scanned once: sha1 of the body + scan context -> hits with their lines
+    # scanned once: sha1 of the body + scan context -> hits with their lines. A body is hashed only
+    # when a cheap signature (size, head, tail) was seen before, so unique files cost nothing.
     _seen: dict[tuple[bytes, str, bool], list[tuple[Hit, int]]] = field(default_factory=dict)
+    _sigs: set[tuple[int, bytes, bytes]] = field(default_factory=set)
 
     def __call__(self, layer: Any, entry: Any) -> None:
         if layer.index not in self._layers_seen:
@@ -111,6 +113,10 @@ class FileVisitor:
     def _scan_body(self, first: bytes, body: Any, size: int, context: str, library: bool) -> list[tuple[Hit, int]]:
         scan = self.scanner.scan
         if len(first) >= size:
+            sig = (size, first[:64], first[-64:])
+            if sig not in self._sigs:
+                self._sigs.add(sig)
+                return _with_lines(first, scan(first, context, library), 0, 0)
             key = (hashlib.sha1(first).digest(), context, library)
             cached = self._seen.get(key)
             if cached is None:
