@@ -200,7 +200,7 @@ def test_image_bytes_attached_and_sorted(tmp_path, style):
     assert broad["bytes"] == 9500 and broad["details"]["duplicate_bytes"] == 500
     assert "bilge deps" in broad["message"]
     secret = by[(2, "secret-arg")]
-    assert secret["bytes"] is None and "NPM_TOKEN=npm_…(len=40)" in secret["message"]
+    assert secret["bytes"] is None and "NPM_TOKEN=npm_…(40 chars)" in secret["message"]
     sized = [f["bytes"] for f in out["findings"] if f["bytes"] is not None]
     assert sized == sorted(sized, reverse=True)
     assert out["findings"][-1]["bytes"] is None

@@ -169,7 +169,7 @@ def harmless_value(value: str | None) -> bool:
 
 
 def mask(value: str, show: bool = False) -> str:
-    """A few leading characters and the length (``bilge.redact.mask``): ``ghp_…(len=40)``."""
+    """A few leading characters and the length (``bilge.redact.mask``): ``ghp_…(40 chars)``."""
     return value if show else _redact_mask(value)
 
 
