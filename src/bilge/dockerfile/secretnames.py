@@ -66,10 +66,10 @@ def secret_name(name: str, extra: Iterable[str] = (), allow: Iterable[str] = ())
     if any(fnmatch.fnmatchcase(name.upper(), p.upper()) for p in extra):
         return "listed in secret-names"
     up = name.upper()
-    if any(rx.match(up) for rx in _CARRIERS) or _names().always_credential(name):
+    if any(rx.match(up) for rx in _CARRIERS):
         return "carries a credential"
     if is_secret_name(name, _names()):
-        return "name looks secret"
+        return "carries a credential" if _names().always_credential(name) else "name looks secret"
     return None
 
 
