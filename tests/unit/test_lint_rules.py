@@ -6,7 +6,13 @@ import pytest
 
 from bilge.dockerfile.parse import parse_text
 from bilge.dockerfile.rules import RULES, LintOptions, apply_config, lint
-from bilge.dockerfile.secretnames import credential_file, harmless_value, secret_name, secret_value
+from bilge.dockerfile.secretnames import (
+    credential_file,
+    harmless_value,
+    literal_credentials,
+    secret_name,
+    secret_value,
+)
 
 
 def run(text: str, **opts) -> list[tuple[int, str, str]]:
@@ -311,3 +317,70 @@ def test_values_and_files():
     assert not harmless_value("shop")
     assert credential_file("deploy/id_rsa") and credential_file("/root/.aws/credentials")
     assert credential_file("id_rsa.pub") is None and credential_file(".env.example") is None
+
+
+# --- one heuristic: lint decides names and values with bilge secrets' rules ---------------------------------------
+
+LINT_ONLY = ["PIP_EXTRA_INDEX_URL", "PIP_INDEX_URL", "UV_INDEX_URL", "DATABASE_URL", "REDIS_URL", "MONGODB_URI",
+             "APP_DATABASE_DSN", "AZURE_STORAGE_CONNECTION_STRING", "GOPROXY", "AWS_ACCESS_KEY_ID"]
+
+
+@pytest.mark.parametrize("name", [
+    "GITHUB_TOKEN", "DB_PASSWORD", "apiKey", "ORG_GRADLE_PROJECT_signingKey", "TLS_KEY", "RSA_KEY", "GCP_SA_KEY",
+    "BUNDLE_GITHUB__COM", "NPM_CONFIG__AUTH", "SECRET_KEY_BASE", "PASS", "db.password",
+    "SECRET_KEY_BASE_DUMMY", "GPG_KEY", "TOKEN_URL", "AUTH_DOMAIN", "SSH_AUTH_SOCK", "BUNDLE_BUILD__NOKOGIRI",
+    "EXAMPLE_TOKEN", "PASSWORD_FILE", "AWS_REGION", "RUBY_VERSION", "S3_KEY"])
+def test_lint_and_secrets_agree_on_names(name):
+    from bilge.secrets.names import is_secret_name
+    from bilge.secrets.rules import load_ruleset
+
+    assert (secret_name(name) is not None) == is_secret_name(name, load_ruleset().names)
+
+
+@pytest.mark.parametrize("name", LINT_ONLY)
+def test_names_that_carry_a_credential_are_lint_only(name):
+    """An ARG without a default records whatever --build-arg passes: the name is enough for lint. bilge secrets
+    sees values and judges a URL by its content, so these names are not secret-like there."""
+    from bilge.secrets.names import is_secret_name
+    from bilge.secrets.rules import load_ruleset
+
+    assert secret_name(name) == "carries a credential"
+    assert not is_secret_name(name, load_ruleset().names)
+    assert run(f"FROM a\nARG {name}\nRUN make\n") == [(2, "secret-arg", "high")]
+
+
+def test_previous_false_positives_are_gone():
+    assert run("FROM a\nARG AUTH_DOMAIN\nARG SSH_AUTH_SOCK\nARG BUNDLE_BUILD__NOKOGIRI\nRUN make\n") == []
+    # a value built from a variable that is not a secret stores no secret
+    assert run("FROM a\nENV BUNDLE_GITHUB__COM=${GH_USER}:x-oauth-basic\nRUN make\n") == []
+
+
+def test_values_use_the_secrets_placeholder_rules():
+    for value in ("changeme", "<your-token>", "$TOKEN", "${A}:${B}", "1.2.3", "s3cr3t", "xxxx", "TOKEN"):
+        assert harmless_value(value, "TOKEN"), value
+    for value in ("shop", "q8Zt3LmN0pR5sV7w", "ghp_" + "Zx9" * 12):
+        assert not harmless_value(value, "TOKEN"), value
+    assert run("FROM a\nARG API_TOKEN=changeme\n") == []  # no RUN, no secret default: nothing recorded
+    assert run("FROM a\nARG API_TOKEN=q8Zt3LmN0pR5sV7w\n") == [(2, "secret-arg", "high")]
+
+
+def test_secret_literal_uses_the_secrets_scanner_and_matches_redact():
+    """Any format rule of bilge secrets is found in a RUN (here Slack's webhook and a JWT, which lint's old list
+    lacked), with the rule's title; every value reported is one bilge.redact masks in the same text."""
+    import random
+    import string
+
+    from bilge.redact import redact
+
+    rnd = random.Random(5)
+    hook = "https://hooks.slack.com/services/T" + "".join(rnd.choice(string.ascii_uppercase + string.digits)
+                                                           for _ in range(30))
+    pw = "Pw" + "".join(rnd.choice(string.ascii_letters + string.digits) for _ in range(14))
+    run_line = f'curl -X POST {hook} -d x && DB_PASSWORD={pw} rake db:setup'
+    found = {v: k for k, v in literal_credentials(run_line)}
+    assert found == {hook: "Slack incoming webhook URL", pw: "DB_PASSWORD value"}
+    masked = redact(run_line)
+    assert all(v not in masked for v in found)
+    out = lint(parse_text(f"FROM a\nRUN {run_line}\n"))
+    assert [(f.line, f.rule, f.severity) for f in out] == [(2, "secret-literal", "high")]
+    assert pw not in out[0].message and hook not in out[0].message

@@ -86,6 +86,7 @@ def _hits(text: str, names: bool):
     return _scanner().scan(text.encode("utf-8", "surrogateescape"), SHELL if names else NO_NAMES)
 
 
+@lru_cache(maxsize=4096)
 def secret_value(value: str) -> str | None:
     """Why a literal value looks like a credential (a token shape, a URL with a password), or None."""
     for h in _hits(value, names=False):
