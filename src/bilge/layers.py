@@ -34,7 +34,8 @@ class _ThreadedSha256:
 
     def __init__(self) -> None:
         self._hash = hashlib.sha256()
-        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=32)
+        # at most 16 pieces of at most 1 MiB wait to be hashed: memory stays flat however the stream is read
+        self._queue: queue.Queue[memoryview | None] = queue.Queue(maxsize=16)
         self._thread = threading.Thread(target=self._run, name="bilge-sha256", daemon=True)
         self._thread.start()
         self._result: str | None = None
@@ -44,7 +45,9 @@ class _ThreadedSha256:
             self._hash.update(data)
 
     def update(self, data: bytes) -> None:
-        self._queue.put(data)
+        view = memoryview(data)
+        for start in range(0, len(view), CHUNK):
+            self._queue.put(view[start:start + CHUNK])
 
     def hexdigest(self) -> str:
         if self._result is None:

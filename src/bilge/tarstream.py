@@ -48,7 +48,7 @@ def _num(field_: bytes) -> int:
         if field_[0] == 0xFF:
             value -= 1 << (8 * (len(field_) - 1))
         return value
-    field_ = field_.split(b"\0", 1)[0].strip(b" \0")
+    field_ = field_.strip(b" \0")
     if not field_:
         return 0
     try:
@@ -146,7 +146,9 @@ def iter_members(fh: BinaryIO) -> Iterator[Member]:
         member = Member(
             name=pax.get("path", full), type=typeflag or b"0", size=body_size, mode=_num(mode),
             uid=_num(uid), gid=_num(gid), uname=_str(uname), gname=_str(gname), mtime=_num(mtime),
-            linkname=pax.get("linkpath", link), devmajor=_num(devmajor), devminor=_num(devminor),
+            linkname=pax.get("linkpath", link),
+            devmajor=_num(devmajor) if typeflag in (b"3", b"4") else 0,
+            devminor=_num(devminor) if typeflag in (b"3", b"4") else 0,
             offset_data=data_at, pax=pax,
         )
         if pax:
