@@ -63,7 +63,7 @@ def test_gnu_tar_formats(tmp_path, fmt):
     root = tmp_path / "root"
     (root / "dir" / "sub").mkdir(parents=True)
     (root / "dir" / "file.txt").write_text("hello\n")
-    (root / "dir" / "sub" / ("n" * (90 if fmt in ("v7",) else 150))).write_bytes(b"\x00\x01" * 700)
+    (root / "dir" / "sub" / ("n" * (90 if fmt in ("v7", "ustar") else 150))).write_bytes(b"\x00\x01" * 700)
     (root / "link").symlink_to("dir/file.txt")
     out = tmp_path / "x.tar"
     names = ["dir", "link"]
