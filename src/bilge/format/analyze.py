@@ -1,0 +1,165 @@
+"""Render an :class:`~bilge.analyze.Analysis`: JSON (schema ``bilge.analyze/1``) and text."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+
+from bilge.analyze import Analysis, instruction
+from bilge.format.common import human_bytes
+
+SCHEMA = "bilge.analyze/1"
+
+
+def to_json(a: Analysis, ci: list[dict[str, Any]] | None = None, top: int | None = None) -> dict[str, Any]:
+    im, s, d = a.image, a.summary, a.dive
+    out: dict[str, Any] = {
+        "schema": SCHEMA,
+        "image": {
+            "reference": im.reference,
+            "transport": im.transport,
+            "digest": im.digest or im.image_id,
+            "manifest_digest": im.digest,
+            "image_id": im.image_id,
+            "platform": str(im.platform) if im.platform else None,
+            "tags": list(im.repo_tags),
+            "layers": len(im.layers),
+        },
+        "summary": {
+            "compressed_bytes": s.compressed_bytes,
+            "uncompressed_bytes": s.uncompressed_bytes,
+            "layer_bytes": s.layer_bytes,
+            "visible_bytes": s.visible_bytes,
+            "reclaimable_bytes": s.reclaimable_bytes,
+            "reclaimable_percent": round(s.reclaimable_percent, 4),
+            "base_layers": s.base_layers,
+            "base_source": s.base_source,
+            "base_layer_bytes": s.base_layer_bytes,
+            "user_layer_bytes": s.user_layer_bytes,
+            "user_reclaimable_bytes": s.user_reclaimable_bytes,
+            "entries": s.entries,
+            "files": s.files,
+            "directories": s.directories,
+            "symlinks": s.symlinks,
+            "hardlinks": s.hardlinks,
+            "verified": s.verified,
+        },
+        "dive": {
+            "efficiency": d.efficiency,
+            "wasted_bytes": d.wasted_bytes,
+            "size_bytes": d.size_bytes,
+            "user_size_bytes": d.user_size_bytes,
+            "user_wasted_percent": d.user_wasted_percent,
+            "inefficient_files": [{"path": p, "count": c, "bytes": b} for p, c, b in d.inefficient],
+        },
+        "layers": [
+            {
+                "index": r.index, "digest": r.digest, "diff_id": r.diff_id, "created_by": r.created_by,
+                "history_index": r.history_index, "instruction": r.instruction, "compression": r.compression,
+                "compressed_bytes": r.compressed_bytes, "uncompressed_bytes": r.uncompressed_bytes,
+                "layer_bytes": r.layer_bytes, "reclaimable_bytes": r.reclaimable_bytes,
+                "hides_bytes": r.hides_bytes, "entries": r.entries, "files_added": r.files_added,
+                "files_modified": r.files_modified, "files_deleted": r.files_deleted, "base": r.is_base,
+            }
+            for r in a.layers
+        ],
+        "wasted": [
+            {
+                "path": g.path, "bytes": g.bytes, "files": g.files, "layer": g.layer,
+                "hidden_by_layer": g.hidden_by_layer, "how": g.how, "created_by": g.created_by,
+                "hidden_by_created_by": g.hidden_by_created_by, "fix": g.fix,
+            }
+            for g in (a.wasted if top is None else a.wasted[:top])
+        ],
+        "flows": [{"layer": f.layer, "hidden_by_layer": f.hidden_by_layer, "files": f.files, "bytes": f.bytes}
+                  for f in a.flows],
+        "directories": [{"path": x.path, "bytes": x.bytes, "files": x.files} for x in a.directories],
+        "findings": [{"kind": f.kind, "path": f.path, "layer": f.layer, "message": f.message} for f in a.findings],
+        "notes": list(a.notes),
+    }
+    if ci is not None:
+        out["ci"] = ci
+    return out
+
+
+def _short(text: str, width: int = 70) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _instr(created_by: str, width: int = 60) -> str:
+    return _short(instruction(created_by)[1] or created_by or "(no history)", width)
+
+
+def render_text(console, a: Analysis, *, top: int = 10, show_layers: bool = True) -> None:
+    im, s, d = a.image, a.summary, a.dive
+    name = im.repo_tags[0] if im.repo_tags else im.reference
+    console.print(Text.assemble(("Image ", "bold"), (name, "bold cyan"),
+                                f"  {im.platform or 'unknown platform'}  {(im.digest or im.image_id)[:19]}"))
+    pct = f"{s.reclaimable_percent:.1f}%"
+    console.print(
+        f"  {len(im.layers)} layers, {s.files:,} files · compressed {human_bytes(s.compressed_bytes)} · "
+        f"layers {human_bytes(s.layer_bytes)} · visible {human_bytes(s.visible_bytes)} · "
+        f"reclaimable [bold]{human_bytes(s.reclaimable_bytes)}[/bold] ({pct})"
+    )
+    console.print(f"  dive: efficiency {d.efficiency * 100:.2f}% · wasted {human_bytes(d.wasted_bytes)} · "
+                  f"user wasted {d.user_wasted_percent * 100:.2f}%   [dim]base: {s.base_source}[/dim]")
+    if show_layers:
+        t = Table(title="Layers", title_justify="left", show_edge=False, pad_edge=False)
+        for col, just in (("#", "right"), ("compressed", "right"), ("files", "right"), ("dead weight", "right"),
+                          ("+/~/-", "right"), ("instruction", "left")):
+            t.add_column(col, justify=just, no_wrap=col != "instruction")
+        for r in a.layers:
+            label = f"{r.index}{'*' if r.is_base else ''}"
+            dead = human_bytes(r.reclaimable_bytes) if r.reclaimable_bytes else "-"
+            t.add_row(label, human_bytes(r.compressed_bytes), human_bytes(r.layer_bytes), dead,
+                      f"{r.files_added}/{r.files_modified}/{r.files_deleted}", _instr(r.created_by))
+        console.print()
+        console.print(t)
+        if s.base_layers:
+            console.print(f"  [dim]* base layer ({s.base_source})[/dim]")
+    if a.wasted:
+        t = Table(title=f"Dead weight: {human_bytes(s.reclaimable_bytes)} in layers that nothing can see",
+                  title_justify="left", show_edge=False, pad_edge=False)
+        t.add_column("bytes", justify="right", no_wrap=True)
+        t.add_column("path")
+        t.add_column("written by", no_wrap=False)
+        t.add_column("hidden by", no_wrap=False)
+        for g in a.wasted[:top]:
+            path = g.path + (f" ({g.files} files)" if g.files > 1 else "")
+            t.add_row(human_bytes(g.bytes), path, f"{g.layer}: {_instr(g.created_by, 40)}",
+                      f"{g.hidden_by_layer}: {_instr(g.hidden_by_created_by, 40)} ({g.how})")
+        console.print()
+        console.print(t)
+        if len(a.wasted) > top:
+            rest = sum(g.bytes for g in a.wasted[top:])
+            console.print(f"  … and {len(a.wasted) - top} more ({human_bytes(rest)}); --top N or --format json for all")
+        fixes: dict[str, int] = {}
+        for g in a.wasted[:top]:
+            fixes[g.fix] = fixes.get(g.fix, 0) + g.bytes
+        console.print()
+        console.print("[bold]What to do[/bold]")
+        for fix, b in sorted(fixes.items(), key=lambda kv: -kv[1])[:5]:
+            console.print(f"  • {human_bytes(b)}: {fix}")
+    else:
+        console.print()
+        console.print("No dead weight: every byte in the layers is visible in the final filesystem.")
+    if a.directories:
+        t = Table(title="Largest directories (final filesystem)", title_justify="left", show_edge=False,
+                  pad_edge=False)
+        t.add_column("bytes", justify="right")
+        t.add_column("files", justify="right")
+        t.add_column("directory")
+        for x in a.directories[:top]:
+            t.add_row(human_bytes(x.bytes), f"{x.files:,}", x.path)
+        console.print()
+        console.print(t)
+    if a.findings:
+        console.print()
+        console.print(f"[bold yellow]{len(a.findings)} filesystem finding(s)[/bold yellow]")
+        for f in a.findings[:top]:
+            console.print(f"  • {f.message}")
+    for note in a.notes:
+        console.print(f"[yellow]note:[/yellow] {note}")
