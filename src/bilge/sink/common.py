@@ -101,7 +101,7 @@ def parse_output(text: str) -> OutputSpec:
 class ExistingLayer:
     """A stored layer blob copied byte for byte (base layers kept so registries share them)."""
 
-    digest: str
+    digest: str  # "" when unknown (computed while copying)
     size: int
     diff_id: str
     media_type: str
@@ -203,9 +203,10 @@ class BlobDir:
         self._commit(tmp, blob.digest)
         return blob
 
-    def copy_layer(self, layer: ExistingLayer) -> None:
-        if self.path(layer.digest).exists():
-            return
+    def copy_layer(self, layer: ExistingLayer) -> str:
+        """Copy a stored blob, checking (or, when ``layer.digest`` is empty, computing) its digest."""
+        if layer.digest and self.path(layer.digest).exists():
+            return layer.digest
         fh, tmp = self._tmp()
         h = hashlib.sha256()
         size = 0
@@ -216,16 +217,18 @@ class BlobDir:
                     size += len(chunk)
                     fh.write(chunk)
             got = "sha256:" + h.hexdigest()
-            if got != layer.digest or size != layer.size:
+            if (layer.digest and got != layer.digest) or size != layer.size:
                 from bilge.errors import DigestMismatchError
 
                 raise DigestMismatchError(
-                    f"layer {layer.digest}: copied bytes hash to {got} ({size} bytes, expected {layer.size})"
+                    f"layer {layer.digest or layer.diff_id}: copied bytes hash to {got} "
+                    f"({size} bytes, expected {layer.size})"
                 )
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        self._commit(tmp, layer.digest)
+        self._commit(tmp, got)
+        return got
 
     def discard_added(self) -> None:
         for p in self.added:
@@ -273,8 +276,8 @@ def assemble(
     records: list[LayerRecord] = []
     for i, layer in enumerate(layers):
         if isinstance(layer, ExistingLayer):
-            blobs.copy_layer(layer)
-            rec = LayerRecord(layer.digest, layer.diff_id, layer.size,
+            digest = blobs.copy_layer(layer)
+            rec = LayerRecord(digest, layer.diff_id, layer.size,
                               _OCI_EQUIVALENT.get(layer.media_type, layer.media_type), None, True)
         else:
             blob = blobs.add_layer(layer.members, compression, clamp)
