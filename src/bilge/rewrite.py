@@ -129,6 +129,7 @@ def plan_squash(read: ReadFS, start: int) -> SquashPlan:
     fs = read.fs
     plan = SquashPlan(start)
     wants: dict[int, dict[int, Want]] = defaultdict(dict)
+    unwritable: set[str] = set()
     holders: dict[int, list[Version]] = defaultdict(list)  # id(body) -> visible paths sharing it
     for _path, v in fs.visible():
         if v.body is not None:
@@ -141,8 +142,10 @@ def plan_squash(read: ReadFS, start: int) -> SquashPlan:
             wants[v.layer][read.ordinal[id(v)]] = Want(v.path)
         elif v.kind == "hardlink":
             if v.body is None:
+                unwritable.add(v.path)
                 plan.dropped.append(f"/{v.path}: hardlink to /{v.linkname}, which is not a file in the image")
         else:
+            unwritable.add(v.path)
             plan.dropped.append(f"/{v.path}: unsupported tar entry type")
     for group in holders.values():
         links = [v for v in group if v.kind == "hardlink" and v.layer >= start]
@@ -166,19 +169,21 @@ def plan_squash(read: ReadFS, start: int) -> SquashPlan:
     plan.dirs.sort(key=lambda v: _path_key(v.path))
     plan.wants = dict(wants)
     if start > 0:
-        plan.whiteouts = _whiteouts(fs, start)
+        plan.whiteouts = _whiteouts(fs, start, unwritable)
     return plan
 
 
-def _whiteouts(fs: MergedFS, start: int) -> list[str]:
-    """Base paths (visible after layer start-1) that are gone at the end, at their topmost point."""
+def _whiteouts(fs: MergedFS, start: int, unwritable: set[str]) -> list[str]:
+    """Base paths (visible after layer start-1) that are gone at the end, at their topmost point.
+
+    A path the squashed layer cannot hold (a dangling hardlink) counts as gone."""
     out: set[str] = set()
     for path, v in fs.all_versions():
         if not 0 <= v.layer < start:
             continue
         if v.hidden_by is not None and v.hidden_by < start:
             continue  # already gone in the base
-        if fs.lookup(path) is not None:
+        if fs.lookup(path) is not None and path not in unwritable:
             continue  # still there (maybe replaced: the new entry replaces it)
         parent = posixpath.dirname(path)
         pv = fs.lookup(parent) if parent else None
@@ -373,9 +378,10 @@ def resolve_start(image: Image, from_layer: int | None, base: Image | None) -> i
         start = shared
     else:
         start = from_layer or 0
+    if base is not None and start == n:
+        raise BilgeError(f"nothing to squash: all {n} layers belong to the base image")
     if not 0 <= start < n:
-        raise BilgeError(f"--from-layer {start}: the image has layers 0..{n - 1}" if start != n else
-                         f"nothing to squash: all {n} layers belong to the base")
+        raise BilgeError(f"--from-layer {start}: the image has layers 0..{n - 1}")
     return start
 
 
