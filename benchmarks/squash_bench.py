@@ -115,7 +115,7 @@ def main() -> None:
 
     analysis = json.loads(timed([sys.executable, "-m", "bilge", "analyze", str(archive), "-f", "json"], env)[2])
     summary = analysis["summary"]
-    results["input"] = {"archive_bytes": archive.stat().st_size, "layers": summary["layers"],
+    results["input"] = {"archive_bytes": archive.stat().st_size, "layers": len(analysis["layers"]),
                         "layer_bytes": summary["layer_bytes"], "reclaimable_bytes": summary["reclaimable_bytes"],
                         "files": summary["files"]}
 
