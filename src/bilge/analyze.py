@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from bilge.fs import FsFinding, MergedFS, Version, ancestors
 from bilge.image import Image
+from bilge.redact import redact
 
 
 @dataclass(frozen=True)
@@ -126,7 +127,11 @@ def instruction(created_by: str) -> tuple[str, str]:
     if not text:
         return "", ""
     text = _BUILDKIT.sub("", text)
-    text = _ARGS_PREFIX.sub("", text) if text.startswith("|") else text
+    run_prefix = text.startswith("RUN ")
+    if run_prefix:
+        text = text[4:].lstrip()
+    if text.startswith("|"):
+        text = _ARGS_PREFIX.sub("", text)
     for shell in ("/bin/sh -c ", "/bin/bash -c ", "cmd /S /C "):
         if text.startswith(shell):
             rest = text[len(shell):].strip()
@@ -135,6 +140,8 @@ def instruction(created_by: str) -> tuple[str, str]:
                 keyword = rest.split(None, 1)[0].upper() if rest else ""
                 return keyword, rest
             return "RUN", "RUN " + rest
+    if run_prefix:
+        return "RUN", "RUN " + text
     keyword = text.split(None, 1)[0].upper()
     if keyword in {"RUN", "COPY", "ADD", "ENV", "ARG", "LABEL", "WORKDIR", "USER", "CMD", "ENTRYPOINT",
                    "EXPOSE", "VOLUME", "SHELL", "STOPSIGNAL", "HEALTHCHECK", "ONBUILD", "MAINTAINER"}:
@@ -265,8 +272,8 @@ def analyze(image: Image, fs: MergedFS, *, base_diff_ids: list[str] | None = Non
             same_size = after is not None and after.size == vs[0].size
         wasted.append(WasteGroup(
             path=display, is_dir=is_dir, files=len(vs), bytes=total, layer=w, hidden_by_layer=h, how=how,
-            created_by=image.layers[w].created_by if w < n else "",
-            hidden_by_created_by=image.layers[h].created_by if 0 <= h < n else "",
+            created_by=redact(image.layers[w].created_by) if w < n else "",
+            hidden_by_created_by=redact(image.layers[h].created_by) if 0 <= h < n else "",
             fix=_fix(how, kw_text[w][0] if w < n else "", kw_text[h][0] if 0 <= h < n else "",
                      kw_text[h][1] if 0 <= h < n else "", w < base, same_size, w, h),
         ))
@@ -298,7 +305,7 @@ def analyze(image: Image, fs: MergedFS, *, base_diff_ids: list[str] | None = Non
         kw, _ = kw_text[layer.index]
         layer_reports.append(LayerReport(
             index=layer.index, digest=layer.digest or layer.diff_id or "", diff_id=layer.diff_id,
-            created_by=layer.created_by, history_index=layer.history.index if layer.history else None,
+            created_by=redact(layer.created_by), history_index=layer.history.index if layer.history else None,
             instruction=kw, compression=summary.compression, compressed_bytes=layer.size,
             uncompressed_bytes=summary.uncompressed_bytes, layer_bytes=summary.file_bytes,
             reclaimable_bytes=reclaim_by_layer[layer.index], hides_bytes=hides_by_layer[layer.index],

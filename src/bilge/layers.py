@@ -12,7 +12,9 @@ from __future__ import annotations
 import hashlib
 import io
 import posixpath
+import queue
 import tarfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -31,13 +33,44 @@ _TYPES = {
 }
 
 
+class _ThreadedSha256:
+    """sha256 computed in a helper thread (hashlib releases the GIL), overlapping decompression."""
+
+    def __init__(self) -> None:
+        self._hash = hashlib.sha256()
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=32)
+        self._thread = threading.Thread(target=self._run, name="bilge-sha256", daemon=True)
+        self._thread.start()
+        self._result: str | None = None
+
+    def _run(self) -> None:
+        while (data := self._queue.get()) is not None:
+            self._hash.update(data)
+
+    def update(self, data: bytes) -> None:
+        self._queue.put(data)
+
+    def hexdigest(self) -> str:
+        if self._result is None:
+            self._queue.put(None)
+            self._thread.join()
+            self._result = self._hash.hexdigest()
+        return self._result
+
+    def close(self) -> None:
+        if self._result is None and self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+            self._result = self._hash.hexdigest()
+
+
 class HashingReader(io.RawIOBase):
-    """Counts and hashes everything read through it."""
+    """Counts and hashes (in a helper thread) everything read through it."""
 
     def __init__(self, raw: BinaryIO) -> None:
         super().__init__()
         self._raw = raw
-        self._hash = hashlib.sha256()
+        self._hash = _ThreadedSha256()
         self.count = 0
 
     def readable(self) -> bool:
@@ -61,6 +94,10 @@ class HashingReader(io.RawIOBase):
 
     def digest(self) -> str:
         return "sha256:" + self._hash.hexdigest()
+
+    def close(self) -> None:
+        self._hash.close()
+        super().close()
 
 
 class CountingReader(io.RawIOBase):
@@ -87,6 +124,185 @@ class CountingReader(io.RawIOBase):
     def drain(self) -> None:
         while self.read(CHUNK):
             pass
+
+
+class ForwardStream(io.RawIOBase):
+    """A forward-only, cheaply buffered view of a stream that tarfile can "seek" in.
+
+    tarfile's own stream mode copies its whole buffer on every small read; this keeps one chunk and an
+    offset, and skips forward by reading (so hashing readers below still see every byte).
+    """
+
+    def __init__(self, raw: BinaryIO) -> None:
+        super().__init__()
+        self._raw = raw
+        self._buf = b""
+        self._off = 0
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def read(self, n: int = -1) -> bytes:
+        if n is None or n < 0:
+            parts = [self._buf[self._off:]]
+            while chunk := self._raw.read(CHUNK):
+                parts.append(chunk)
+            self._buf, self._off = b"", 0
+            data = b"".join(parts)
+            self._pos += len(data)
+            return data
+        avail = len(self._buf) - self._off
+        if n <= avail:
+            data = self._buf[self._off:self._off + n]
+            self._off += n
+            self._pos += n
+            return data
+        parts = [self._buf[self._off:]] if avail else []
+        need = n - avail
+        self._buf, self._off = b"", 0
+        while need > 0:
+            chunk = self._raw.read(max(need, CHUNK))
+            if not chunk:
+                break
+            if len(chunk) > need:
+                parts.append(chunk[:need])
+                self._buf, self._off = chunk, need
+                need = 0
+            else:
+                parts.append(chunk)
+                need -= len(chunk)
+        data = b"".join(parts)
+        self._pos += len(data)
+        return data
+
+    def readinto(self, b) -> int:  # type: ignore[override]
+        data = self.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+    def seek(self, pos: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_CUR:
+            pos += self._pos
+        elif whence != io.SEEK_SET:
+            raise io.UnsupportedOperation("forward-only stream")
+        delta = pos - self._pos
+        if delta < 0:
+            raise io.UnsupportedOperation(f"cannot seek backwards in a layer stream ({self._pos} -> {pos})")
+        avail = len(self._buf) - self._off
+        if delta <= avail:
+            self._off += delta
+            self._pos = pos
+            return pos
+        delta -= avail
+        self._buf, self._off = b"", 0
+        while delta > 0:
+            chunk = self._raw.read(min(delta, CHUNK * 4))
+            if not chunk:
+                break
+            delta -= len(chunk)
+        self._pos = pos - max(delta, 0)
+        return self._pos
+
+    def drain(self) -> None:
+        self._buf, self._off = b"", 0
+        while self._raw.read(CHUNK * 4):
+            pass
+
+
+FULL_CACHE_LIMIT = 64 << 20  # bodies up to this size can be read by any number of visitors
+HEAD_CACHE = 1 << 20  # of larger bodies, the first MiB stays readable for everyone
+
+
+class _Body:
+    """The body of the current tar entry, filled lazily and shared by every reader of the entry.
+
+    Bodies up to FULL_CACHE_LIMIT stay whole in memory while the entry is current, so any number of
+    visitors can read them. Of a larger body only the first HEAD_CACHE bytes stay; past that, readers
+    must go forward (one streaming consumer, e.g. a rewrite copying the file).
+    """
+
+    def __init__(self, source: BinaryIO, size: int) -> None:
+        self._src = source
+        self.size = size
+        self._small = size <= FULL_CACHE_LIMIT
+        self._head = bytearray()
+        self._win = bytearray()
+        self._win_start = 0
+        self._consumed = 0
+
+    def read_at(self, pos: int, n: int) -> bytes:
+        end = self.size if n is None or n < 0 else min(self.size, pos + n)
+        if pos >= end:
+            return b""
+        self._fill(end, pos)
+        if end <= len(self._head):
+            return bytes(self._head[pos:end])
+        out = b""
+        if pos < len(self._head):
+            out = bytes(self._head[pos:])
+            pos = len(self._head)
+        if pos < self._win_start:
+            raise RuntimeError("a large file body was already streamed past this point by another reader")
+        return out + bytes(self._win[pos - self._win_start:end - self._win_start])
+
+    def _fill(self, end: int, pos: int) -> None:
+        if not self._small and self._win and pos > self._win_start:
+            drop = min(pos, self._consumed) - self._win_start
+            del self._win[:drop]
+            self._win_start += drop
+        while self._consumed < end:
+            chunk = self._src.read(max(end - self._consumed, 1 << 16))
+            if not chunk:
+                raise ImageFormatError("unexpected end of layer inside a file body (truncated layer?)")
+            self._consumed += len(chunk)
+            room = (self.size if self._small else HEAD_CACHE) - len(self._head)
+            if room > 0:
+                self._head += chunk[:room]
+                chunk = chunk[room:]
+            if chunk:
+                if not self._win:
+                    self._win_start = self._consumed - len(chunk)
+                self._win += chunk
+
+
+class BodyReader(io.RawIOBase):
+    """An independent, seekable reader over an entry's body (position is per reader)."""
+
+    def __init__(self, body: _Body) -> None:
+        super().__init__()
+        self._body = body
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, pos: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._body.size}[whence]
+        self._pos = max(0, base + pos)
+        return self._pos
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._body.read_at(self._pos, -1 if n is None or n < 0 else n)
+        self._pos += len(data)
+        return data
+
+    def readinto(self, b) -> int:  # type: ignore[override]
+        data = self.read(len(b))
+        b[: len(data)] = data
+        return len(data)
 
 
 def normalize(name: str) -> tuple[str, str | None]:
@@ -130,17 +346,19 @@ class Entry:
     pax: dict[str, str] = field(default_factory=dict)
     _tar: tarfile.TarFile | None = field(default=None, repr=False)
     _info: tarfile.TarInfo | None = field(default=None, repr=False)
-    _fileobj: BinaryIO | None = field(default=None, repr=False)
+    _body: _Body | None = field(default=None, repr=False)
 
     @property
     def fileobj(self) -> BinaryIO:
-        if self.type != "file" or self._tar is None:
+        """A new, independent, seekable reader of the body (empty for non-files). Valid until the next entry."""
+        if self.type != "file" or self._tar is None or self.size == 0:
             return io.BytesIO(b"")  # type: ignore[return-value]
-        if self._fileobj is None:
-            self._fileobj = self._tar.extractfile(self._info)  # type: ignore[assignment, arg-type]
-        return self._fileobj  # type: ignore[return-value]
+        if self._body is None:
+            self._body = _Body(self._tar.extractfile(self._info), self.size)  # type: ignore[arg-type]
+        return BodyReader(self._body)  # type: ignore[return-value]
 
     def read(self, n: int = -1) -> bytes:
+        """The first ``n`` bytes of the body (all of it with -1); every call starts at offset 0."""
         return self.fileobj.read(n)
 
     @property
@@ -226,7 +444,9 @@ def iter_layer(src, layer: Layer, *, verify: bool | None = None,
         seekable = kind == "tar" and not verify and hasattr(raw, "seekable") and raw.seekable()
         if seekable:
             raw.seek(0)
-            yield from _entries(tarfile.open(fileobj=raw, mode="r:"), label)
+            tf = _open_tar(raw, label)
+            if tf is not None:
+                yield from _entries(tf, label)
             stats.uncompressed_bytes = layer.size
             return
         blob = HashingReader(_Peek(head, raw)) if verify and layer.digest else CountingReader(_Peek(head, raw))
@@ -243,9 +463,11 @@ def iter_layer(src, layer: Layer, *, verify: bool | None = None,
             stream = blob  # type: ignore[assignment]
         tar_stream = HashingReader(stream) if verify and layer.diff_id else CountingReader(stream)
         try:
-            tf = tarfile.open(fileobj=tar_stream, mode="r|", bufsize=CHUNK)
-            yield from _entries(tf, label)
-            tar_stream.drain()  # trailing zero blocks, eStargz TOC and footer: all part of the diff_id
+            forward = ForwardStream(tar_stream)
+            tf = _open_tar(forward, label)
+            if tf is not None:
+                yield from _entries(tf, label)
+            forward.drain()  # trailing zero blocks, eStargz TOC and footer: all part of the diff_id
         except (EOFError, OSError, tarfile.TarError, zlib_error(), zstd_error()) as exc:
             raise ImageFormatError(f"{label}: corrupt or truncated layer ({exc.__class__.__name__}: {exc})") from None
         if kind != "tar":
@@ -260,6 +482,9 @@ def iter_layer(src, layer: Layer, *, verify: bool | None = None,
                                           f"uncompressed layer is {tar_stream.digest()}")
             stats.verified = True
     finally:
+        for reader in (locals().get("blob"), locals().get("tar_stream")):
+            if isinstance(reader, HashingReader):
+                reader.close()
         raw.close()
 
 
@@ -273,6 +498,16 @@ def zstd_error() -> type[Exception]:
     import zstandard
 
     return zstandard.ZstdError
+
+
+def _open_tar(fileobj: BinaryIO, label: str) -> tarfile.TarFile | None:
+    """Open a layer tar; None for a zero-length one (no entries), a clear error for garbage."""
+    try:
+        return tarfile.open(fileobj=fileobj, mode="r:")
+    except tarfile.ReadError as exc:
+        if str(exc) == "empty file":
+            return None
+        raise ImageFormatError(f"{label}: not a tar stream ({exc})") from None
 
 
 def _entries(tf: tarfile.TarFile, label: str) -> Iterator[Entry]:

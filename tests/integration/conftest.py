@@ -285,15 +285,36 @@ def buildah_bud(
     *,
     build_args: Mapping[str, str] | None = None,
     dockerfile: str | os.PathLike[str] | None = None,
+    layers: bool = True,
 ) -> None:
-    """``buildah bud`` (chroot isolation, no daemon). ``FROM docker-daemon:...`` reads the engine's images."""
+    """``buildah bud`` (chroot isolation, no daemon), one layer per instruction unless ``layers=False``
+    (buildah's default squashes everything after FROM into one layer).
+
+    ``FROM bilge-base:bookworm`` resolves to buildah's own copy: call :func:`ensure_buildah_base` first.
+    """
     require_tool("buildah")
-    cmd = ["buildah", "bud", "--isolation", "chroot", "-t", tag]
+    cmd = ["buildah", "bud", "--isolation", "chroot", f"--layers={str(layers).lower()}", "-t", tag]
     for name, value in (build_args or {}).items():
         cmd += ["--build-arg", f"{name}={value}"]
     if dockerfile:
         cmd += ["-f", str(dockerfile)]
     run([*cmd, str(context_dir)])
+
+
+def ensure_buildah_base() -> None:
+    """Copy the engine's ``bilge-base:bookworm`` into buildah's storage (when missing or stale)."""
+    require_tool("buildah")
+    wanted = ensure_base_image().removeprefix("sha256:")
+    proc = subprocess.run(
+        ["buildah", "inspect", "--type", "image", "--format", "{{.FromImageID}}", BASE_IMAGE],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if proc.returncode == 0 and proc.stdout.strip() == wanted:
+        return
+    with _lock("buildah-base"):
+        run(["buildah", "pull", "--quiet", f"docker-daemon:{BASE_IMAGE}"])
 
 
 def buildah_push(tag: str, dst_ref: str) -> None:

@@ -1,0 +1,82 @@
+"""Layer streaming: bodies shared by several visitors, large bodies, verification counters."""
+
+from __future__ import annotations
+
+import io
+import os
+
+import pytest
+
+from bilge import layers
+from bilge.fs import walk_image
+from bilge.layers import ForwardStream, normalize
+from bilge.source import open_image
+from bilge.testing import docker_archive
+
+
+def test_every_visitor_reads_the_whole_body(tmp_path):
+    path = tmp_path / "img.tar"
+    data = os.urandom(300_000)
+    docker_archive(path, [[("file", "blob.bin", data), ("file", "small", b"abc")]], compression="gzip")
+    seen = []
+
+    def sniff(_layer, entry):
+        if entry.type == "file":
+            seen.append(("head", entry.path, entry.read(4)))
+
+    def full(_layer, entry):
+        if entry.type == "file":
+            fh = entry.fileobj
+            seen.append(("full", entry.path, fh.read()))
+            fh.seek(10)
+            seen.append(("seek", entry.path, fh.read(5)))
+
+    with open_image(str(path)) as src:
+        walk_image(src, [sniff, full, sniff])
+    assert ("head", "blob.bin", data[:4]) in seen and ("full", "blob.bin", data) in seen
+    assert ("seek", "blob.bin", data[10:15]) in seen and ("full", "small", b"abc") in seen
+
+
+def test_large_body_keeps_its_head_for_everyone(tmp_path, monkeypatch):
+    monkeypatch.setattr(layers, "FULL_CACHE_LIMIT", 100_000)
+    monkeypatch.setattr(layers, "HEAD_CACHE", 10_000)
+    path = tmp_path / "img.tar"
+    data = os.urandom(1_000_000)
+    docker_archive(path, [[("file", "big", data)]])
+    got = {}
+
+    def visitor(_layer, entry):
+        got["head"] = entry.read(16)
+        reader = entry.fileobj
+        chunks = []
+        while chunk := reader.read(65536):
+            chunks.append(chunk)
+        got["all"] = b"".join(chunks)
+        got["head_again"] = entry.read(16)
+        reader.seek(50_000)
+        with pytest.raises(RuntimeError):
+            reader.read(10)
+
+    with open_image(str(path)) as src:
+        walk_image(src, [visitor])
+    assert got["head"] == got["head_again"] == data[:16] and got["all"] == data
+
+
+def test_forward_stream_skips_and_refuses_to_go_back():
+    fs = ForwardStream(io.BytesIO(bytes(range(256)) * 10_000))
+    assert fs.read(3) == b"\x00\x01\x02"
+    fs.seek(1000)
+    assert fs.tell() == 1000 and fs.read(2) == bytes([1000 % 256, 1001 % 256])
+    with pytest.raises(io.UnsupportedOperation):
+        fs.seek(10)
+
+
+@pytest.mark.parametrize("name,expected", [
+    ("./usr/bin/env", ("usr/bin/env", None)),
+    ("/etc/passwd", ("etc/passwd", "absolute path")),
+    ("a/../b", ("b", "path contains '..'")),
+    ("../../etc/shadow", ("", "'..' escapes the image root")),
+    ("usr//lib/./x", ("usr/lib/x", None)),
+])
+def test_normalize(name, expected):
+    assert normalize(name) == expected
