@@ -213,10 +213,7 @@ class SquashCounts:
 
 
 def _member_from_entry(entry: Entry, want: Want) -> Member:
-    if want.promote is not None:
-        v = want.promote
-        return Member(want.path, "file", v.mode, v.uid, v.gid, int(v.mtime), entry.size,
-                      xattrs=xattrs_of(entry))
+    # a promoted hardlink body keeps the file entry's own metadata: links share the inode's
     kind = entry.type
     return Member(want.path, kind, entry.mode, entry.uid, entry.gid, int(entry.mtime),
                   entry.size if kind == "file" else 0,

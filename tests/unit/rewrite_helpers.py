@@ -43,9 +43,9 @@ def visible_tree(ref: str) -> dict[str, tuple[Any, ...]]:
             body = v.body
             content = hashes[(body.layer, read.ordinal[id(body)])]
             group = tuple(groups[id(body)]) if len(groups[id(body)]) > 1 else ()
-            mode = body.mode if v.kind == "hardlink" else v.mode
-            tree[path] = ("file", mode if not group else None, v.uid if not group else None,
-                          v.gid if not group else None, content, group)
+            inode = body if v.kind == "hardlink" else v  # a link shows its inode's metadata
+            tree[path] = ("file", inode.mode if not group else None, inode.uid if not group else None,
+                          inode.gid if not group else None, content, group)
         elif v.kind == "hardlink":
             continue  # a dangling hardlink: nothing a runtime would see
         else:
