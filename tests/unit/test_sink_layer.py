@@ -192,3 +192,24 @@ def test_any_file_set_round_trips(files):
         got = {m.name: (tf.extractfile(m).read(), m.mode, m.uid, m.mtime) for m in tf.getmembers()}
     assert got == {p: (b, mode, uid, mtime) for p, (b, mode, uid, mtime) in files.items()}
     assert write(members)[0] == data
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.text(alphabet="abcXYZ/._-é", min_size=1, max_size=140).filter(lambda s: s.strip("/") not in ("", ".", "..")),
+    st.sampled_from(["file", "dir", "symlink", "hardlink", "char", "block", "fifo"]),
+    st.integers(0, 0o7777), st.integers(0, 3_000_000), st.integers(0, 3_000_000),
+    st.integers(0, 2**35), st.integers(0, 2**34), st.text(alphabet="ab/.é", max_size=120),
+    st.integers(0, 300), st.integers(0, 300),
+)
+def test_fast_header_path_is_byte_identical_to_tarfile(name, kind, mode, uid, gid, mtime, size, link, major, minor):
+    from bilge.sink.layer import _fast_ustar, _tarfile_header, tar_header
+
+    m = Member(name, kind, mode, uid, gid, mtime, size if kind == "file" else 0,
+               link if kind in ("symlink", "hardlink") else "", major, minor)
+    path = name.strip("/")
+    full = path + "/" if kind == "dir" else path
+    fast = _fast_ustar(full, m, mtime)
+    assert tar_header(m) == _tarfile_header(path, m, mtime)
+    if fast is not None:
+        assert fast == _tarfile_header(path, m, mtime)

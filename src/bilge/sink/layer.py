@@ -14,22 +14,24 @@ archive ends with the two zero blocks tar requires and no record padding. Gzip o
 file name and a zero mtime, so the same entries and options always give the same bytes.
 
 Compression: gzip levels 1-3 use ISA-L (4x zlib's speed at about zlib -1's ratio), levels 4-9
-use zlib (ISA-L has nothing at those ratios); zstd through ``zstandard`` (single-threaded, so the
-frame does not depend on the machine's core count); ``none`` writes the plain tar.
+use zlib (ISA-L has nothing at those ratios); zstd through ``zstandard``. ISA-L and zstd run in one
+helper thread (a fixed count, so the bytes never depend on the machine's cores) while the tar is
+produced; ``none`` writes the plain tar.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import queue
 import tarfile
+import threading
 import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Protocol
+from typing import Any, BinaryIO
 
 import zstandard
-from isal import isal_zlib
 
 from bilge.errors import BilgeError
 from bilge.image import OCI_LAYER, OCI_LAYER_GZIP, OCI_LAYER_ZSTD
@@ -119,81 +121,138 @@ class LayerBlob:
     entries: int = 0
 
 
-class _Compressor(Protocol):
-    def compress(self, data: bytes, /) -> bytes: ...
-    def flush(self) -> bytes: ...
+class _BlobSink:
+    """The stored bytes' end of the pipe: sha256, size, file. Called from the compressor's thread."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self.out = out
+        self.hash = hashlib.sha256()
+        self.size = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        n = len(data)
+        if n:
+            self.hash.update(data)
+            self.size += n
+            self.out.write(data)
+        return n
+
+    def flush(self) -> None:
+        pass
 
 
-class _ZstdAdapter:
-    def __init__(self, level: int) -> None:
-        self._obj = zstandard.ZstdCompressor(level=level, write_checksum=False).compressobj()
+class _ZlibWriter:
+    def __init__(self, sink: _BlobSink, level: int) -> None:
+        self.sink = sink
+        self.obj = zlib.compressobj(level, zlib.DEFLATED, 31)
 
-    def compress(self, data: bytes) -> bytes:
-        return self._obj.compress(data)
+    def write(self, data: bytes) -> None:
+        self.sink.write(self.obj.compress(data))
 
-    def flush(self) -> bytes:
-        return self._obj.flush(zstandard.COMPRESSOBJ_FLUSH_FINISH)
-
-
-class _Identity:
-    def compress(self, data: bytes) -> bytes:
-        return data
-
-    def flush(self) -> bytes:
-        return b""
+    def close(self) -> None:
+        self.sink.write(self.obj.flush())
 
 
-def _compressor(c: Compression) -> _Compressor:
+class _Plain:
+    def __init__(self, sink: _BlobSink) -> None:
+        self.sink = sink
+
+    def write(self, data: bytes) -> None:
+        self.sink.write(data)
+
+    def close(self) -> None:
+        pass
+
+
+def _compressor(c: Compression, sink: _BlobSink) -> Any:
+    """A writer of uncompressed bytes into ``sink``. gzip -1..-3 and zstd compress in a helper
+    thread (ISA-L and zstd release the GIL there), overlapping the tar stream being produced.
+    The output depends only on the bytes written: the pipe always writes whole CHUNK blocks."""
     level = c.effective_level
     if c.kind == "gzip":
         if level <= 3:
-            return isal_zlib.compressobj(level, isal_zlib.DEFLATED, 31)
-        return zlib.compressobj(level, zlib.DEFLATED, 31)
+            from isal import igzip_threaded
+
+            return igzip_threaded.open(sink, "wb", compresslevel=level, threads=1, block_size=CHUNK)
+        return _ZlibWriter(sink, level)
     if c.kind == "zstd":
-        return _ZstdAdapter(level)
-    return _Identity()
+        cctx = zstandard.ZstdCompressor(level=level, write_checksum=False, threads=1)
+        return cctx.stream_writer(sink, closefd=False, write_return_read=True)  # type: ignore[arg-type]
+    return _Plain(sink)
 
 
 class _Pipe:
-    """Uncompressed bytes in; diff_id hash, compressor, digest hash, output file."""
+    """Uncompressed bytes in, cut into whole CHUNK blocks, handed to a feeder thread that hashes
+    them (the diff_id) and passes them to the compressor, so the caller only builds the tar."""
 
     def __init__(self, out: BinaryIO, compression: Compression) -> None:
-        self.out = out
-        self.comp = _compressor(compression)
+        self.sink = _BlobSink(out)
+        self.comp = _compressor(compression, self.sink)
         self.raw_hash = hashlib.sha256()
-        self.blob_hash = hashlib.sha256()
         self.raw_size = 0
-        self.blob_size = 0
         self.buf = bytearray()
+        self.closed = False
+        self.error: BaseException | None = None
+        self.queue: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
+        self.thread = threading.Thread(target=self._feed, name="bilge-layer-writer", daemon=True)
+        self.thread.start()
 
-    def _emit(self, data: bytes) -> None:
-        if data:
-            self.blob_hash.update(data)
-            self.blob_size += len(data)
-            self.out.write(data)
+    def _feed(self) -> None:
+        while (block := self.queue.get()) is not None:
+            if self.error is not None:
+                continue  # drain after a failure
+            try:
+                self.raw_hash.update(block)
+                self.comp.write(block)
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+                self.error = exc
 
-    def _push(self, data: bytes | bytearray | memoryview) -> None:
-        self.raw_hash.update(data)
-        self.raw_size += len(data)
-        self._emit(self.comp.compress(bytes(data)))
+    def _push(self, block: bytes) -> None:
+        if self.error is not None:
+            raise self.error
+        self.raw_size += len(block)
+        self.queue.put(block)
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        if len(data) >= CHUNK:
-            self.flush_buf()
-            self._push(data)
+        if not self.buf and len(data) == CHUNK:
+            self._push(bytes(data))
             return
         self.buf += data
         if len(self.buf) >= CHUNK:
-            self.flush_buf()
+            view = memoryview(self.buf)
+            whole = len(self.buf) - len(self.buf) % CHUNK
+            for i in range(0, whole, CHUNK):
+                self._push(bytes(view[i:i + CHUNK]))
+            view.release()
+            del self.buf[:whole]
 
-    def flush_buf(self) -> None:
-        if self.buf:
-            self._push(self.buf)
-            self.buf = bytearray()
+    def _stop_feeder(self) -> None:
+        if self.thread.is_alive():
+            self.queue.put(None)
+            self.thread.join()
 
     def finish(self) -> None:
-        self.flush_buf()
-        self._emit(self.comp.flush())
+        if self.buf:
+            self._push(bytes(self.buf))
+            self.buf = bytearray()
+        self._stop_feeder()
+        self.closed = True
+        if self.error is not None:
+            raise self.error
+        self.comp.close()
+
+    def abort(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.error = self.error or OSError("aborted")
+            self._stop_feeder()
+            try:
+                self.comp.close()
+            except Exception:  # noqa: BLE001 - the write already failed; this only stops the thread
+                pass
 
 
 def source_date_epoch(env: Mapping[str, str] | None = None) -> int | None:
@@ -210,11 +269,59 @@ def source_date_epoch(env: Mapping[str, str] | None = None) -> int | None:
     return epoch
 
 
+_OCT8 = 8**7
+_OCT12 = 8**11
+
+
+def _fast_ustar(name: str, m: Member, mtime: int) -> bytes | None:
+    """The ustar header tarfile would write, built directly for the common case (ASCII names up to
+    100 bytes, numbers that fit, no xattrs); None when tarfile must do it (PAX records needed)."""
+    if m.xattrs or not (0 <= m.uid < _OCT8 and 0 <= m.gid < _OCT8 and 0 <= mtime < _OCT12
+                        and 0 <= m.size < _OCT12):
+        return None
+    try:
+        bname = name.encode("ascii")
+        blink = (m.linkname if m.type in ("symlink", "hardlink") else "").encode("ascii")
+    except UnicodeEncodeError:
+        return None
+    if len(bname) > 100 or len(blink) > 100:
+        return None
+    dev = m.type in ("char", "block")
+    if dev and not (0 <= m.devmajor < _OCT8 and 0 <= m.devminor < _OCT8):
+        return None
+    head = b"".join((
+        bname.ljust(100, b"\0"),
+        b"%07o\0" % (m.mode & 0o7777),
+        b"%07o\0" % m.uid,
+        b"%07o\0" % m.gid,
+        b"%011o\0" % (m.size if m.type == "file" else 0),
+        b"%011o\0" % mtime,
+        b"        ",
+        _TAR_TYPE[m.type],
+        blink.ljust(100, b"\0"),
+        b"ustar\x0000",
+        b"\0" * 64,
+        b"%07o\0%07o\0" % (m.devmajor, m.devminor) if dev else b"\0" * 16,
+        b"\0" * 167,
+    ))
+    chksum = sum(head)
+    return head[:148] + b"%06o\0 " % chksum + head[156:]
+
+
 def tar_header(m: Member, clamp: int | None = None) -> bytes:
     """The normalised header block(s) for one member."""
     name = m.path.strip("/")
     if not name or name in (".", "./"):
         raise ValueError("the root directory is not written as a member")
+    mtime = int(m.mtime)
+    if clamp is not None and mtime > clamp:
+        mtime = clamp
+    fast = _fast_ustar(name + "/" if m.type == "dir" else name, m, mtime)
+    return fast if fast is not None else _tarfile_header(name, m, mtime)
+
+
+def _tarfile_header(name: str, m: Member, mtime: int) -> bytes:
+    """tarfile's PAX-format header (PAX records only where a field does not fit)."""
     info = tarfile.TarInfo(name + "/" if m.type == "dir" else name)
     info.type = _TAR_TYPE[m.type]
     info.mode = m.mode & 0o7777
@@ -222,9 +329,6 @@ def tar_header(m: Member, clamp: int | None = None) -> bytes:
     info.gid = m.gid
     info.uname = ""
     info.gname = ""
-    mtime = int(m.mtime)
-    if clamp is not None and mtime > clamp:
-        mtime = clamp
     info.mtime = mtime
     info.size = m.size if m.type == "file" else 0
     info.linkname = m.linkname if m.type in ("symlink", "hardlink") else ""
@@ -274,20 +378,23 @@ def write_layer(
     pipe = _Pipe(out, compression)
     seen: set[str] = set()
     count = 0
-    for member, body in members:
-        key = member.path.strip("/")
-        if key in seen:
-            raise BilgeError(f"layer writer: {key!r} written twice in one layer")
-        seen.add(key)
-        pipe.write(tar_header(member, clamp))
-        _copy_body(pipe, member, body)
-        count += 1
-    pipe.write(b"\0" * (2 * BLOCK))
-    pipe.finish()
+    try:
+        for member, body in members:
+            key = member.path.strip("/")
+            if key in seen:
+                raise BilgeError(f"layer writer: {key!r} written twice in one layer")
+            seen.add(key)
+            pipe.write(tar_header(member, clamp))
+            _copy_body(pipe, member, body)
+            count += 1
+        pipe.write(b"\0" * (2 * BLOCK))
+        pipe.finish()
+    finally:
+        pipe.abort()
     return LayerBlob(
-        digest="sha256:" + pipe.blob_hash.hexdigest(),
+        digest="sha256:" + pipe.sink.hash.hexdigest(),
         diff_id="sha256:" + pipe.raw_hash.hexdigest(),
-        size=pipe.blob_size,
+        size=pipe.sink.size,
         uncompressed_size=pipe.raw_size,
         media_type=compression.media_type,
         entries=count,
