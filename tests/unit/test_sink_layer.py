@@ -213,3 +213,17 @@ def test_fast_header_path_is_byte_identical_to_tarfile(name, kind, mode, uid, gi
     assert tar_header(m) == _tarfile_header(path, m, mtime)
     if fast is not None:
         assert fast == _tarfile_header(path, m, mtime)
+
+
+@pytest.mark.parametrize("comp", [Compression("gzip", 3), Compression("gzip", 1), Compression("zstd", 3)])
+def test_bytes_do_not_depend_on_the_number_of_compression_threads(monkeypatch, comp):
+    import os as _os
+
+    from bilge.sink import layer as layer_mod
+
+    members = [(Member(f"f{i}", size=300_000), _os.urandom(100_000) * 3) for i in range(12)]
+    outs = []
+    for n in (1, 2, 4):
+        monkeypatch.setattr(layer_mod, "compression_threads", lambda n=n: n)
+        outs.append(write(members, comp))
+    assert outs[0] == outs[1] == outs[2]

@@ -14,9 +14,9 @@ archive ends with the two zero blocks tar requires and no record padding. Gzip o
 file name and a zero mtime, so the same entries and options always give the same bytes.
 
 Compression: gzip levels 1-3 use ISA-L (4x zlib's speed at about zlib -1's ratio), levels 4-9
-use zlib (ISA-L has nothing at those ratios); zstd through ``zstandard``. ISA-L and zstd run in one
-helper thread (a fixed count, so the bytes never depend on the machine's cores) while the tar is
-produced; ``none`` writes the plain tar.
+use zlib (ISA-L has nothing at those ratios); zstd through ``zstandard``. ISA-L and zstd run in
+worker threads while the tar is produced, and their bytes do not depend on how many; ``none``
+writes the plain tar.
 """
 
 from __future__ import annotations
@@ -167,19 +167,32 @@ class _Plain:
         pass
 
 
+def compression_threads() -> int:
+    """Compression worker threads: up to 4, never more than the CPUs this process may use."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return max(1, min(4, cpus))
+
+
 def _compressor(c: Compression, sink: _BlobSink) -> Any:
-    """A writer of uncompressed bytes into ``sink``. gzip -1..-3 and zstd compress in a helper
-    thread (ISA-L and zstd release the GIL there), overlapping the tar stream being produced.
-    The output depends only on the bytes written: the pipe always writes whole CHUNK blocks."""
+    """A writer of uncompressed bytes into ``sink``. gzip -1..-3 and zstd compress in worker threads
+    (ISA-L and zstd release the GIL there), overlapping the tar stream being produced.
+
+    The bytes do not depend on the number of workers: ISA-L compresses fixed 1 MiB blocks, each with
+    the previous block's last 32 KiB as dictionary; zstd's multi-threaded mode gives the same frame
+    for any number of workers >= 1 (the tests check both). The pipe always writes whole CHUNK blocks."""
     level = c.effective_level
     if c.kind == "gzip":
         if level <= 3:
             from isal import igzip_threaded
 
-            return igzip_threaded.open(sink, "wb", compresslevel=level, threads=1, block_size=CHUNK)
+            return igzip_threaded.open(sink, "wb", compresslevel=level, threads=compression_threads(),
+                                       block_size=CHUNK)
         return _ZlibWriter(sink, level)
     if c.kind == "zstd":
-        cctx = zstandard.ZstdCompressor(level=level, write_checksum=False, threads=1)
+        cctx = zstandard.ZstdCompressor(level=level, write_checksum=False, threads=compression_threads())
         return cctx.stream_writer(sink, closefd=False, write_return_read=True)  # type: ignore[arg-type]
     return _Plain(sink)
 
