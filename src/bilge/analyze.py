@@ -118,7 +118,7 @@ class Analysis:
 
 
 _BUILDKIT = re.compile(r"\s*#\s*buildkit\s*$")
-_ARGS_PREFIX = re.compile(r"^\|\d+(?:\s+\S+=\S*)*\s+")
+_ARGS_PREFIX = re.compile(r"^\|\d+(?:\s+[A-Za-z_][A-Za-z0-9_]*=(?:\S*…\(\d+ chars\)|\S*))*\s+")
 
 
 def instruction(created_by: str) -> tuple[str, str]:

@@ -11,8 +11,13 @@ import importlib
 import os
 import sys
 
-import click
 import typer
+
+try:  # typer >= 0.2x vendors click (typer._click) and no longer depends on it
+    from typer._click.exceptions import ClickException
+    from typer.exceptions import Abort, Exit
+except ImportError:  # older typer: click is a dependency
+    from click.exceptions import Abort, ClickException, Exit  # type: ignore[no-redef]
 
 from bilge import __version__
 from bilge.errors import BilgeError
@@ -65,12 +70,12 @@ def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in (argv if argv is not None else sys.argv[1:]) or bool(os.environ.get("BILGE_DEBUG"))
     try:
         rv = app(args=argv, standalone_mode=False)
-    except click.exceptions.Exit as exc:
+    except Exit as exc:
         sys.exit(exc.exit_code)
-    except click.exceptions.ClickException as exc:  # usage errors
+    except ClickException as exc:  # usage errors
         exc.show()
         sys.exit(2)
-    except click.exceptions.Abort:
+    except Abort:
         sys.exit(130)
     except KeyboardInterrupt:
         sys.exit(130)

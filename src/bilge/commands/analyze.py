@@ -51,7 +51,7 @@ def register(app: typer.Typer) -> None:
                                         help="Image: docker-archive:PATH[:TAG|:@N], oci:DIR[:TAG], "
                                              "oci-archive:PATH[:TAG], or a path (sniffed). Default: the demo image."),
         demo: bool = typer.Option(False, "--demo", help="Analyse the demo image shipped with bilge."),
-        platform: str = typer.Option(None, "--platform", help="os/arch[/variant] for multi-platform images."),
+        platform: str = typer.Option(None, "--platform", help="os/arch or os/arch/variant, for multi-platform images."),
         fmt: Format = typer.Option(Format.text, "--format", "-f", help="Output format."),
         base: str = typer.Option(None, "--base", help="Base image: its layers (by diff_id) are marked as base."),
         depth: int = typer.Option(2, "--depth", min=1, help="Directory depth for the largest-directories table."),

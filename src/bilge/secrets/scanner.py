@@ -1,0 +1,182 @@
+"""The file scan: a visitor for ``bilge.fs.walk_image`` that reads each regular file once.
+
+``FileVisitor(layer, entry)`` is called for every tar entry of every layer, hidden and deleted
+versions included. It decides text or binary from the first bytes, runs the credential-file
+recognisers for known paths and the text scanner on text, in windows of ``chunk`` bytes with an
+overlap so that memory stays flat whatever the file size. After the walk, :meth:`findings`
+asks the merged filesystem whether each version is still visible (``deleted``).
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from bilge.secrets.credfiles import MAX_CREDFILE, parse_credfile, recognise
+from bilge.secrets.findings import make_finding
+from bilge.secrets.model import Finding, Location, ScanStats
+from bilge.secrets.textscan import FILE_CODE, FILE_CONFIG, NO_NAMES, Hit, Scanner, classify, dedupe
+
+CHUNK = 4 << 20
+OVERLAP = 64 << 10
+
+
+@dataclass(frozen=True)
+class FileHit:
+    layer: int
+    layer_digest: str
+    created_by: str
+    path: str
+    line: int
+    hit: Hit
+
+
+@dataclass
+class FileVisitor:
+    scanner: Scanner
+    stats: ScanStats
+    scan_binaries: bool = False
+    chunk: int = CHUNK
+    overlap: int = OVERLAP
+    hits: list[FileHit] = field(default_factory=list)
+    _layers_seen: set[int] = field(default_factory=set)
+
+    def __call__(self, layer: Any, entry: Any) -> None:
+        if layer.index not in self._layers_seen:
+            self._layers_seen.add(layer.index)
+            self.stats.layers += 1
+        self.stats.entries += 1
+        if entry.type != "file" or getattr(entry, "whiteout", None):
+            return
+        path: str = entry.path
+        size: int = entry.size
+        paths = self.scanner.ruleset.paths
+        if paths.exclude and paths.is_excluded(path):
+            self.stats.excluded.add(size)
+            return
+        cred = recognise(path, self.scanner.ruleset.disabled)
+        if size == 0:
+            if cred:
+                self.stats.credential_files += 1
+            self.stats.scanned.add(0)
+            return
+        body = entry.fileobj  # an independent reader (entry.read() always starts at offset 0)
+        first = _read(body, min(size, self.chunk))
+        kind = classify(first[:8192])
+        found: list[tuple[Hit, int]] = []
+        if cred:
+            self.stats.credential_files += 1
+            data = first[:MAX_CREDFILE]
+            for rule in cred:
+                if kind != "text" and not rule.binary:
+                    continue
+                for h in parse_credfile(rule, data, self.scanner.ruleset.names):
+                    found.append((h, data.count(b"\n", 0, h.start) + 1))
+        if kind == "text" or (kind == "binary" and self.scan_binaries):
+            library = paths.is_library(path)
+            if kind != "text" or paths.names_off(path):
+                context = NO_NAMES
+            elif paths.is_config(path) or not posixpath.splitext(path)[1]:
+                context = FILE_CONFIG
+            else:
+                context = FILE_CODE
+            found.extend(self._scan_body(first, body, size, context, library))
+            self.stats.scanned.add(size)
+        elif kind == "archive":
+            self.stats.archives.add(size)
+        else:
+            self.stats.binary.add(size)
+        if not found:
+            return
+        # a credential-file hit and a text hit on the same value are one finding
+        merged = dedupe([h for h, _ in found])
+        lines = {(h.start, h.rule_id): line for h, line in found}
+        created_by = layer.created_by if hasattr(layer, "created_by") else ""
+        for h in merged:
+            self.hits.append(FileHit(layer.index, layer.digest, created_by, path, lines.get((h.start, h.rule_id), 0), h))
+
+    # ------------------------------------------------------------------------------------
+    def _scan_body(self, first: bytes, body: Any, size: int, context: str, library: bool) -> list[tuple[Hit, int]]:
+        scan = self.scanner.scan
+        if len(first) >= size:
+            return _with_lines(first, scan(first, context, library), 0, 0)
+        out: list[tuple[Hit, int]] = []
+        seen: set[tuple[str, int]] = set()
+        buf = first
+        base = 0  # absolute offset of buf[0]
+        lines_before = 0
+        margin = self.overlap // 2
+        while True:
+            more = _read(body, self.chunk)
+            final = not more
+            hits = scan(buf, context, library)
+            if not final:
+                hits = [h for h in hits if h.start < len(buf) - margin]
+            fresh = []
+            for h in hits:
+                key = (h.rule_id, base + h.start)
+                if key not in seen:
+                    seen.add(key)
+                    fresh.append(h)
+            out.extend(_with_lines(buf, fresh, base, lines_before))
+            if final:
+                return out
+            keep = min(self.overlap, len(buf))
+            dropped = len(buf) - keep
+            lines_before += buf.count(b"\n", 0, dropped)
+            base += dropped
+            buf = buf[dropped:] + more
+
+
+def _read(body: Any, n: int) -> bytes:
+    """Read up to ``n`` bytes from a body reader (fewer only at its end)."""
+    parts = []
+    want = n
+    while want > 0:
+        data = body.read(want)
+        if not data:
+            break
+        parts.append(data)
+        want -= len(data)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def _with_lines(buf: bytes, hits: list[Hit], base: int, lines_before: int) -> list[tuple[Hit, int]]:
+    """Hits with absolute offsets and 1-based line numbers (one pass over the buffer)."""
+    out = []
+    pos = 0
+    line = lines_before + 1
+    for h in sorted(hits, key=lambda x: x.start):
+        line += buf.count(b"\n", pos, h.start)
+        pos = h.start
+        if base:
+            h = Hit(h.rule_id, h.title, h.severity, h.secret, h.start + base, h.end + base, h.key, h.reveal,
+                    h.fix, h.note, h.named)
+        out.append((h, line))
+    return out
+
+
+def file_findings(hits: list[FileHit], version_at: Callable[[str, int], Any] | None) -> list[Finding]:
+    """Findings for file hits; ``version_at(path, layer)`` tells if that version is still visible."""
+    out = []
+    for fh in hits:
+        hidden_by = hidden_how = None
+        if version_at is not None:
+            version = version_at(fh.path, fh.layer)
+            if version is not None:
+                hidden_by = getattr(version, "hidden_by", None)
+                hidden_how = getattr(version, "hidden_how", None)
+        deleted = hidden_by is not None
+        loc = Location(kind="file", layer=fh.layer, layer_digest=fh.layer_digest, path=fh.path,
+                       line=fh.line or None, instruction=fh.created_by or None)
+        f = make_finding(fh.hit, loc, "file-deleted" if deleted else "file")
+        out.append(_with_hidden(f, deleted, hidden_by, hidden_how))
+    return out
+
+
+def _with_hidden(f: Finding, deleted: bool, hidden_by: int | None, hidden_how: str | None) -> Finding:
+    from dataclasses import replace
+
+    return replace(f, deleted=deleted, hidden_by=hidden_by, hidden_how=hidden_how)

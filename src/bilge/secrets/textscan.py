@@ -1,0 +1,372 @@
+"""The text scanner: keyword pre-filter on bytes, then only the rules whose keywords occur.
+
+Speed matters: an image holds hundreds of megabytes of text. The buffer is lower-cased once
+(C speed) and a multi-keyword search tells which keywords occur; only their rules' regexes run.
+With the optional ``ahocorasick_rs`` package that search is one pass over the buffer; without
+it, one ``bytes.__contains__`` per keyword (results are identical either way).
+
+Name rules (``DB_PASSWORD=hunter2``) are found from the keyword occurrences: for each
+occurrence of e.g. ``pass`` the enclosing identifier is taken, checked with
+:func:`bilge.secrets.names.is_secret_name`, and an assignment is parsed after it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from bilge.secrets.names import is_secret_name, shannon_entropy, value_kind
+from bilge.secrets.rules import NameRules, Rule, Ruleset
+
+try:  # optional accelerator: one pass for all keywords
+    import ahocorasick_rs as _ac  # type: ignore[import-not-found]
+except ImportError:  # pragma: no cover - depends on the environment
+    _ac = None
+
+
+# Contexts: how a text is scanned for name rules.
+FILE_CONFIG = "config"  # config-like file: bare and quoted values
+FILE_CODE = "code"  # source code: quoted literals only
+SHELL = "shell"  # a history line, Entrypoint/Cmd: shell assignments, --flag value
+NO_NAMES = "none"  # format rules only
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One match in one text: offsets are into the scanned buffer."""
+
+    rule_id: str
+    title: str
+    severity: str
+    secret: str
+    start: int
+    end: int
+    key: str | None = None
+    reveal: int = 4
+    fix: str = ""
+    note: str = ""
+    named: bool = False  # found by a name rule (less specific than a format rule)
+
+
+class KeywordIndex:
+    """Which of a fixed set of lower-case keywords occur in a lower-cased buffer."""
+
+    def __init__(self, keywords: list[bytes], use_accelerator: bool = True) -> None:
+        self.keywords = keywords
+        self._ac = None
+        if use_accelerator and _ac is not None and keywords:
+            self._ac = _ac.BytesAhoCorasick(keywords)
+
+    @property
+    def accelerated(self) -> bool:
+        return self._ac is not None
+
+    def present(self, low: bytes) -> set[int]:
+        if self._ac is not None:
+            return {m[0] for m in self._ac.find_matches_as_indexes(low, overlapping=True)}
+        return {i for i, kw in enumerate(self.keywords) if kw in low}
+
+
+class Scanner:
+    """Compiled form of a :class:`Ruleset` for fast repeated scanning."""
+
+    def __init__(self, ruleset: Ruleset, use_accelerator: bool = True) -> None:
+        self.ruleset = ruleset
+        keywords: list[bytes] = []
+        index: dict[bytes, int] = {}
+        self._kw_rules: list[list[int]] = []
+
+        def kw_id(kw: bytes) -> int:
+            if kw not in index:
+                index[kw] = len(keywords)
+                keywords.append(kw)
+                self._kw_rules.append([])
+            return index[kw]
+
+        for ri, rule in enumerate(ruleset.rules):
+            for kw in rule.keywords:
+                self._kw_rules[kw_id(kw)].append(ri)
+        self._name_kw: dict[int, bytes] = {}
+        if ruleset.names.enabled:
+            for kw in ruleset.names.keywords:
+                self._name_kw[kw_id(kw)] = kw
+        self.index = KeywordIndex(keywords, use_accelerator)
+
+    # ------------------------------------------------------------------------------------
+    def scan(self, buf: bytes, context: str, library: bool = False) -> list[Hit]:
+        """All hits in ``buf`` (deduplicated: overlapping hits keep the most specific)."""
+        low = buf.lower()
+        present = self.index.present(low)
+        if not present:
+            return []
+        rule_ids: set[int] = set()
+        for k in present:
+            rule_ids.update(self._kw_rules[k])
+        hits: list[Hit] = []
+        for ri in sorted(rule_ids):
+            rule = self.ruleset.rules[ri]
+            hits.extend(_run_rule(rule, buf, library, self.ruleset.names))
+        if context != NO_NAMES and not library:
+            name_kws = [self._name_kw[k] for k in present if k in self._name_kw]
+            if name_kws:
+                hits.extend(self._names(buf, low, name_kws, context))
+        return dedupe(hits)
+
+    # ------------------------------------------------------------------------------------
+    def _names(self, buf: bytes, low: bytes, kws: list[bytes], context: str) -> list[Hit]:
+        names = self.ruleset.names
+        seen: set[int] = set()
+        out: list[Hit] = []
+        for kw in kws:
+            pos = low.find(kw)
+            while pos >= 0:
+                back = _IDENT_BACK.search(buf, max(0, pos - 120), pos)
+                left = back.start() if back else pos
+                right = _IDENT_FWD.match(buf, pos).end()  # type: ignore[union-attr]
+                pos = low.find(kw, max(right, pos + 1))
+                if left in seen:
+                    continue
+                seen.add(left)
+                raw_name = buf[left:right]
+                name = raw_name.lstrip(b"-.").decode("latin-1")
+                flag = raw_name.startswith(b"-")
+                if not name or not is_secret_name(name, names):
+                    continue
+                parsed = _assignment(buf, left, right, context, flag)
+                if parsed is None:
+                    continue
+                vstart, vend, quoted = parsed
+                value = buf[vstart:vend].decode("utf-8", "replace")
+                if context == FILE_CODE and not quoted:
+                    continue
+                kind = value_kind(value, names, name)
+                if kind is None:
+                    continue
+                if names.always_credential(name):
+                    kind = "strong"
+                if names.severity:
+                    severity = names.severity
+                elif context in (SHELL,):
+                    severity = "high"
+                else:
+                    severity = "high" if kind == "strong" else "medium"
+                out.append(Hit(names.id, names.title, severity, value, vstart, vend, key=name,
+                               reveal=3, named=True,
+                               note="" if kind == "strong" else "short or human-chosen value"))
+        return out
+
+
+_IDENT_BACK = re.compile(rb"[A-Za-z0-9_.\-]+\Z")
+_IDENT_FWD = re.compile(rb"[A-Za-z0-9_.\-]*")
+# after the name: an optional closing quote, an operator, an optional opening quote, the value
+_ASSIGN = re.compile(
+    rb"""(?P<close>["']?)[ \t]{0,10}(?P<op>=>|:=|==?|:(?![:/]))[ \t]{0,10}"""
+    rb"""(?:"(?P<dq>(?:[^"\\\r\n]|\\.){1,1024})"|'(?P<sq>[^'\r\n]{1,1024})'|(?P<bare>[^\s"'`,;#}{)(\]\[<>|&]{1,1024}))"""
+)
+_XML = re.compile(rb""">[ \t]{0,10}(?P<v>[^<>\s][^<>\r\n]{0,1023}?)[ \t]{0,10}</""")
+_FLAG = re.compile(rb"""[ \t]{1,5}(?:"(?P<dq>[^"\r\n]{1,1024})"|'(?P<sq>[^'\r\n]{1,1024})'|(?P<bare>[^\s"'`;|&<>-][^\s"'`;|&<>]{0,1023}))""")
+
+
+def _assignment(buf: bytes, left: int, right: int, context: str, flag: bool) -> tuple[int, int, bool] | None:
+    """(value start, value end, quoted) for the assignment after the name at buf[left:right]."""
+    if left > 0 and buf[left - 1:left] == b"<":
+        m = _XML.match(buf, right)
+        if m:
+            return m.start("v"), m.end("v"), True
+        return None
+    m = _ASSIGN.match(buf, right)
+    if m:
+        op = m.group("op")
+        if op == b"==":  # comparison, not assignment
+            return None
+        if op == b":" and context == SHELL and not m.group("close"):
+            # "user:pass" inside a shell line is not an assignment of the name; JSON/YAML is
+            return None
+        for g in ("dq", "sq"):
+            if m.group(g) is not None:
+                return m.start(g), m.end(g), True
+        return m.start("bare"), m.end("bare"), False
+    if flag and context == SHELL:
+        m = _FLAG.match(buf, right)
+        if m:
+            for g in ("dq", "sq"):
+                if m.group(g) is not None:
+                    return m.start(g), m.end(g), True
+            return m.start("bare"), m.end("bare"), False
+    return None
+
+
+def _secret_span(m: re.Match[bytes]) -> tuple[int, int]:
+    gd = m.groupdict()
+    for name in gd:
+        if name.startswith("secret") and gd[name] is not None:
+            return m.start(name), m.end(name)
+    if m.re.groups >= 1 and m.group(1) is not None:
+        return m.start(1), m.end(1)
+    return m.start(), m.end()
+
+
+def _run_rule(rule: Rule, buf: bytes, library: bool, names: NameRules) -> list[Hit]:
+    out: list[Hit] = []
+    for m in rule.regex.finditer(buf):
+        s, e = _secret_span(m)
+        raw = buf[s:e]
+        if rule.allow and any(a.search(raw) for a in rule.allow):
+            continue
+        secret = raw.decode("utf-8", "replace")
+        if rule.min_entropy and shannon_entropy(secret) < rule.min_entropy:
+            continue
+        severity = rule.severity
+        note = ""
+        if rule.validate:
+            verdict = _VALIDATORS[rule.validate](m, secret, names)
+            if verdict is None:
+                continue
+            if verdict:
+                severity, note = verdict
+        if library and rule.library_severity:
+            if _RANKS[rule.library_severity] < _RANKS[severity]:
+                severity = rule.library_severity
+            note = (note + "; " if note else "") + "in third-party code, most likely a published test fixture"
+        out.append(Hit(rule.id, rule.title, severity, secret, s, e, reveal=rule.reveal, fix=rule.fix, note=note))
+    return out
+
+
+_RANKS = {"info": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
+
+
+def dedupe(hits: list[Hit]) -> list[Hit]:
+    """Overlapping hits are one secret: keep the format rule over the name rule, then severity."""
+    if len(hits) < 2:
+        return hits
+    ordered = sorted(hits, key=lambda h: (h.named, -_RANKS.get(h.severity, 0), h.start))
+    kept: list[Hit] = []
+    for h in ordered:
+        if any(h.start < k.end and k.start < h.end for k in kept):
+            continue
+        kept.append(h)
+    kept.sort(key=lambda h: h.start)
+    return kept
+
+
+# ---------------------------------------------------------------------------------------------
+# Validators: None drops the match; () keeps it as is; (severity, note) changes it.
+
+_Verdict = tuple[str, str] | tuple[()] | None
+
+
+def _v_pem(m: re.Match[bytes], secret: str, names: NameRules) -> _Verdict:
+    kind = (m.group("kind") or b"").decode()
+    body = secret.strip()
+    if "..." in body or "…" in body or len(re.sub(r"\s", "", body)) < 64:
+        return None  # an elided example in documentation
+    if kind.startswith("ENCRYPTED") or "Proc-Type: 4,ENCRYPTED" in body:
+        return ("medium", "encrypted: protected by a passphrase")
+    if kind.startswith("OPENSSH"):
+        b64 = re.sub(r"\s", "", body)
+        try:
+            raw = base64.b64decode(b64[: (len(b64) // 4) * 4][:200] or "", validate=False)
+        except (binascii.Error, ValueError):
+            raw = b""
+        if raw.startswith(b"openssh-key-v1\0") and len(raw) > 19:
+            n = int.from_bytes(raw[15:19], "big")
+            cipher = raw[19:19 + n]
+            if cipher and cipher != b"none":
+                return ("medium", f"encrypted ({cipher.decode('ascii', 'replace')}): protected by a passphrase")
+    return ()
+
+
+def _b64url(s: str) -> bytes:
+    return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+
+
+def _v_jwt(m: re.Match[bytes], secret: str, names: NameRules) -> _Verdict:
+    parts = secret.split(".")
+    try:
+        header = json.loads(_b64url(parts[0]))
+        json.loads(_b64url(parts[1]))
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        return None
+    if not isinstance(header, dict) or "alg" not in header:
+        return None
+    if str(header.get("alg", "")).lower() == "none" or len(parts) < 3 or not parts[2]:
+        return ("low", "unsigned token (alg none)")
+    return ()
+
+
+_DOC_HOSTS = re.compile(rb"(?:^|\.)(?:example\.(?:com|org|net)|example|invalid|test|localhost\.localdomain)$", re.I)
+_FORMAT_TOKENS = re.compile(r"%[sd(]|\{[0-9]*\}|\{[a-z_]+\}|\$\d|\*\*+")
+
+
+def _v_basic_auth(m: re.Match[bytes], secret: str, names: NameRules) -> _Verdict:
+    user = m.group("user").decode("utf-8", "replace")
+    host = m.group("host")
+    if secret == "x-oauth-basic" or user.startswith(("$", "%", "{", "<")):
+        return None
+    if _FORMAT_TOKENS.search(secret) or _FORMAT_TOKENS.search(user):
+        return None
+    if _DOC_HOSTS.search(host.rstrip(b".")):
+        return None
+    if secret.startswith(("$", "%")) or value_kind(secret, names, user) is None:
+        return None
+    return ()
+
+
+def _v_placeholder(m: re.Match[bytes], secret: str, names: NameRules) -> _Verdict:
+    if value_kind(secret, names) is None:
+        return None
+    return ()
+
+
+_VALIDATORS: dict[str, Callable[[re.Match[bytes], str, NameRules], _Verdict]] = {
+    "pem": _v_pem,
+    "jwt": _v_jwt,
+    "basic_auth": _v_basic_auth,
+    "placeholder": _v_placeholder,
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Binary or text?
+
+_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"\x7fELF", "binary"),
+    (b"\x1f\x8b", "archive"),  # gzip
+    (b"\x28\xb5\x2f\xfd", "archive"),  # zstd
+    (b"\xfd7zXZ\x00", "archive"),  # xz
+    (b"BZh", "archive"),
+    (b"PK\x03\x04", "archive"),  # zip, jar, whl, apk (android)
+    (b"PK\x05\x06", "archive"),
+    (b"7z\xbc\xaf\x27\x1c", "archive"),
+    (b"\x89PNG", "binary"),
+    (b"\xff\xd8\xff", "binary"),
+    (b"GIF8", "binary"),
+    (b"\xca\xfe\xba\xbe", "binary"),
+    (b"\xcf\xfa\xed\xfe", "binary"),
+    (b"MZ", "binary"),
+    (b"\x00asm", "binary"),
+    (b"SQLite format 3\x00", "binary"),
+    (b"!<arch>\n", "archive"),
+)
+
+
+def classify(head: bytes) -> str:
+    """``text``, ``binary`` or ``archive`` (compressed/packed: never opened) from the first bytes."""
+    for magic, kind in _MAGIC:
+        if head.startswith(magic):
+            if magic == b"MZ" and b"\x00" not in head[:512]:
+                continue  # text that starts with "MZ"
+            if magic == b"BZh" and not (len(head) > 3 and head[3:4].isdigit()):
+                continue
+            return kind
+    if b"\x00" in head[:8192]:
+        return "binary"
+    return "text"
+
+
+def line_of(buf: bytes, offset: int) -> int:
+    return buf.count(b"\n", 0, offset) + 1
