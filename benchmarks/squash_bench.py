@@ -22,7 +22,6 @@ import argparse
 import hashlib
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -47,15 +46,15 @@ def sh(cmd: list[str], **kw) -> subprocess.CompletedProcess:
 
 
 def timed(cmd: list[str], env: dict | None = None) -> tuple[float, int, str]:
-    """Run cmd; return (seconds, peak RSS of the child in bytes, stdout)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    """Run cmd under /usr/bin/time; return (seconds, peak RSS of the command in bytes, stdout)."""
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **(env or {})})
+    proc = subprocess.run(["/usr/bin/time", "-f", "MAXRSS %M", *cmd], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})})
     dt = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(f"failed: {' '.join(cmd)}\n{proc.stderr[-2000:]}")
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return dt, max(peak, before) * 1024, proc.stdout
+    rss = [line for line in proc.stderr.splitlines() if line.startswith("MAXRSS ")]
+    return dt, int(rss[-1].split()[1]) * 1024 if rss else 0, proc.stdout
 
 
 def build(workdir: Path) -> Path:

@@ -109,6 +109,8 @@ def read_fs(src: Any, *, verify: bool | None = None, visitors: Sequence[Callable
 class Want:
     path: str  # where the entry goes (the merged path; for a promoted hardlink, the anchor)
     promote: Version | None = None  # a hardlink version whose path receives this body
+    kind: str = "file"  # what the entry must be on the second read
+    size: int = 0
 
 
 @dataclass
@@ -139,7 +141,7 @@ def plan_squash(read: ReadFS, start: int) -> SquashPlan:
         if v.kind == "dir":
             plan.dirs.append(v)
         elif v.kind in EMIT_KINDS:
-            wants[v.layer][read.ordinal[id(v)]] = Want(v.path)
+            wants[v.layer][read.ordinal[id(v)]] = Want(v.path, kind=v.kind, size=v.size)
         elif v.kind == "hardlink":
             if v.body is None:
                 unwritable.add(v.path)
@@ -162,7 +164,7 @@ def plan_squash(read: ReadFS, start: int) -> SquashPlan:
             else:
                 first = min(links, key=lambda v: _path_key(v.path))
                 anchor = first.path
-                wants[body.layer][read.ordinal[id(body)]] = Want(anchor, promote=first)
+                wants[body.layer][read.ordinal[id(body)]] = Want(anchor, promote=first, size=body.size)
                 links = [v for v in links if v is not first]
         plan.hardlinks.extend((v, anchor) for v in links)
     plan.hardlinks.sort(key=lambda item: _path_key(item[0].path))
@@ -224,8 +226,12 @@ def _member_from_entry(entry: Entry, want: Want) -> Member:
 
 
 def squash_members(src: Any, read: ReadFS, plan: SquashPlan, counts: SquashCounts, *,
-                   verify: bool | None = None, clamp: int | None = None) -> Iterator[tuple[Member, Body]]:
-    """Yield the squashed layer's members in the documented order, bodies streamed from the layers."""
+                   verify: bool | None = False, clamp: int | None = None) -> Iterator[tuple[Member, Body]]:
+    """Yield the squashed layer's members in the documented order, bodies streamed from the layers.
+
+    The first read verified every digest; this second read checks that each entry it copies is still
+    the one the first read saw (ordinal, type and size), and the output is verified by reading it back.
+    """
     for v in plan.dirs:
         counts.dirs += 1
         yield Member(v.path, "dir", v.mode, v.uid, v.gid, int(v.mtime), xattrs=read.dir_xattrs.get(id(v), ())), None
@@ -240,6 +246,8 @@ def squash_members(src: Any, read: ReadFS, plan: SquashPlan, counts: SquashCount
             want = wanted.get(k)
             if want is None:
                 continue
+            if entry.type != want.kind or entry.size != want.size:
+                raise BilgeError(f"layer {index} changed between the two reads (entry {k}: /{entry.path})")
             member = _member_from_entry(entry, want)
             if member.type == "file":
                 counts.files += 1
@@ -401,7 +409,7 @@ def squash(src: Any, output: str | OutputSpec, *, from_layer: int | None = None,
     }
     config = rewrite_config(image, start, entry, clamp=clamp)
     layers: list[ExistingLayer | NewLayer] = [_existing(src, layer) for layer in image.layers[:start]]
-    layers.append(NewLayer(squash_members(src, read, plan, counts, verify=verify, clamp=clamp)))
+    layers.append(NewLayer(squash_members(src, read, plan, counts, clamp=clamp)))
     result = write_image(output, config, layers, compression=compression, clamp=clamp, verify_full=verify_output)
     range_bytes = sum(read.fs.layers[i].file_bytes for i in squashed)
     return SquashResult(
