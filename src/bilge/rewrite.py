@@ -127,13 +127,17 @@ def _path_key(path: str) -> list[str]:
     return path.split("/")
 
 
-def plan_squash(read: ReadFS, start: int) -> SquashPlan:
+def plan_squash(read: ReadFS, start: int, keep: Callable[[str, Version], bool] | None = None) -> SquashPlan:
+    """What the squashed layer holds: the visible paths written by layers ``start..`` (and, with
+    ``keep``, only those it accepts; a dropped directory drops nothing under it by itself)."""
     fs = read.fs
     plan = SquashPlan(start)
     wants: dict[int, dict[int, Want]] = defaultdict(dict)
     unwritable: set[str] = set()
     holders: dict[int, list[Version]] = defaultdict(list)  # id(body) -> visible paths sharing it
     for _path, v in fs.visible():
+        if keep is not None and not keep(v.path, v):
+            continue
         if v.body is not None:
             holders[id(v.body)].append(v)
         if v.layer < start:
@@ -155,7 +159,7 @@ def plan_squash(read: ReadFS, start: int) -> SquashPlan:
             continue
         body = links[0].body
         assert body is not None
-        if fs.lookup(body.path) is body:
+        if fs.lookup(body.path) is body and (keep is None or keep(body.path, body)):
             anchor = body.path
         else:
             kept = sorted(v.path for v in group if v.layer < start)  # base links stay in the base
@@ -426,3 +430,399 @@ def _existing(src: Any, layer: Layer) -> ExistingLayer:
         raise BilgeError(f"layer {layer.index} has no diff_id in the config; cannot keep it as a base layer")
     return ExistingLayer(layer.digest or "", layer.size, layer.diff_id, layer.media_type,
                          lambda: src.open_layer_blob(layer))
+
+
+# ---------------------------------------------------------------------------------------------
+# slim
+
+ESSENTIAL_FILES = (
+    "etc/passwd", "etc/group", "etc/nsswitch.conf", "etc/ld.so.cache", "etc/ld.so.conf", "etc/localtime",
+    "etc/timezone", "etc/os-release", "usr/lib/os-release", "etc/ca-certificates.conf", "etc/ssl/cert.pem",
+    "etc/mime.types", "etc/host.conf", "etc/gai.conf",
+)
+ESSENTIAL_TREES = (
+    "etc/ld.so.conf.d", "etc/ssl/certs", "usr/share/ca-certificates", "etc/pki/tls/certs",
+    "etc/pki/ca-trust", "usr/share/zoneinfo",
+)
+ESSENTIAL_DIRS = ("tmp", "var/tmp")  # the directory itself, with its mode (1777), not its contents
+
+
+@dataclass
+class KeepSet:
+    """Paths (merged, no leading "/") to keep: exact paths, whole trees, and bare directories."""
+
+    exact: set[str] = field(default_factory=set)
+    trees: set[str] = field(default_factory=set)
+    reasons: dict[str, str] = field(default_factory=dict)
+    parents: set[str] = field(default_factory=set)
+
+    def add(self, path: str, reason: str, tree: bool = False) -> None:
+        path = path.strip("/")
+        if not path:
+            return
+        (self.trees if tree else self.exact).add(path)
+        self.reasons.setdefault(path, reason)
+        parent = posixpath.dirname(path)
+        while parent and parent not in self.parents:
+            self.parents.add(parent)
+            parent = posixpath.dirname(parent)
+
+    def __call__(self, path: str, v: Version | None = None) -> bool:
+        if path in self.exact or path in self.parents or path in self.trees:
+            return True
+        parent = posixpath.dirname(path)
+        while parent:
+            if parent in self.trees:
+                return True
+            parent = posixpath.dirname(parent)
+        return False
+
+
+def keep_chain(fs: MergedFS, keep: KeepSet, path: str, reason: str, *, tree: bool = False) -> str | None:
+    """Keep ``path`` and every symlink met on the way to it (component by component, like the
+    kernel); return the real path, or None when it does not exist in the image."""
+    parts = [p for p in path.strip("/").split("/") if p and p != "."]
+    cur: list[str] = []
+    hops = 0
+    while parts:
+        comp = parts.pop(0)
+        if comp == "..":
+            if cur:
+                cur.pop()
+            continue
+        candidate = "/".join(cur + [comp])
+        v = fs.lookup(candidate)
+        if v is None:
+            return None
+        if v.kind == "symlink":
+            hops += 1
+            if hops > 40:
+                return None
+            keep.add(candidate, reason)
+            target = v.linkname
+            if target.startswith("/"):
+                cur = []
+            parts = [p for p in target.split("/") if p and p != "."] + parts
+            continue
+        cur.append(comp)
+    real = "/".join(cur)
+    if real:
+        keep.add(real, reason, tree=tree and (fs.lookup(real) is not None and fs.lookup(real).kind == "dir"))
+    return real
+
+
+@dataclass(frozen=True)
+class SlimPlan:
+    keep: KeepSet
+    kept_files: int
+    kept_bytes: int  # regular-file bytes kept (each hardlinked body once)
+    visible_files: int
+    visible_bytes: int
+    missing: tuple[str, ...]  # libraries / interpreters the closure could not find
+    notes: tuple[str, ...]
+    top: tuple[tuple[str, int, int], ...]  # (directory, files, bytes) kept, biggest first
+
+
+def plan_slim(read: ReadFS, image: Image, keep_paths: Sequence[str], *, entrypoint: bool,
+              view: Any = None) -> SlimPlan:
+    """Decide what a slim image keeps: the given paths, the ELF closure of every program among them
+    (and of the entrypoint), and the files a program expects to find (see ESSENTIAL_*)."""
+    from bilge.deps import closure
+
+    fs = read.fs
+    keep = KeepSet()
+    binaries: list[str] = []
+    paths: list[str] = []
+    for given in keep_paths:
+        real = keep_chain(fs, keep, given, "--keep", tree=True)
+        if real is None:
+            raise BilgeError(f"--keep {given}: no such path in the image")
+        v = fs.lookup(real)
+        if v is None:
+            continue
+        if v.kind == "dir":
+            paths.append("/" + real)
+        elif v.body is not None and view is not None:
+            head = view.read_small("/" + real, 2) if view.elf("/" + real) is None else b"\x7fE"
+            if view.elf("/" + real) is not None or (head or b"").startswith(b"#!"):
+                binaries.append("/" + real)
+    notes: list[str] = []
+    missing: list[str] = []
+    config = image.container_config
+    if view is not None and (binaries or paths or entrypoint):
+        result = closure(view, binaries=binaries, paths=paths, entrypoint=entrypoint, config=config)
+        for f in result.files:
+            keep_chain(fs, keep, f.path, f"needed ({f.role})")
+        missing = [f"{m.soname} (needed by {', '.join(m.needed_by)})" + (f": {m.reason}" if m.reason else "")
+                   for m in result.missing]
+        notes.extend(result.notes)
+    for path in ESSENTIAL_FILES:
+        if fs.lookup(path) is not None:
+            keep_chain(fs, keep, path, "essential")
+    for path in ESSENTIAL_TREES:
+        if fs.lookup(path) is not None:
+            keep_chain(fs, keep, path, "essential", tree=True)
+    for path in ESSENTIAL_DIRS:
+        v = fs.lookup(path)
+        if v is not None and v.kind == "dir":
+            keep.add(path, "essential directory")
+    workdir = str(config.get("WorkingDir") or "").strip("/")
+    if workdir and fs.lookup(workdir) is not None:
+        keep_chain(fs, keep, workdir, "WorkingDir")
+    # sizes
+    kept_bodies: dict[int, int] = {}
+    all_bodies: dict[int, int] = {}
+    by_dir: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    visible_files = kept_files = 0
+    for path, v in fs.visible():
+        if v.body is None:
+            continue
+        visible_files += 1
+        all_bodies[id(v.body)] = v.body.size
+        if keep(path, v):
+            kept_files += 1
+            if id(v.body) not in kept_bodies:
+                kept_bodies[id(v.body)] = v.body.size
+                acc = by_dir["/" + "/".join(path.split("/")[:-1][:3])]
+                acc[0] += 1
+                acc[1] += v.body.size
+    top = tuple(sorted(((d, n, b) for d, (n, b) in by_dir.items()), key=lambda t: (-t[2], t[0]))[:15])
+    return SlimPlan(keep, kept_files, sum(kept_bodies.values()), visible_files, sum(all_bodies.values()),
+                    tuple(missing), tuple(notes), top)
+
+
+@dataclass(frozen=True)
+class RewriteResult:
+    """What scrub and slim did (squash has its own, richer :class:`SquashResult`)."""
+
+    command: str
+    reference: str
+    output: WriteResult | None
+    layers_in: int
+    input_bytes: int
+    output_bytes: int
+    counts: SquashCounts
+    details: Mapping[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        out = {
+            "schema": f"bilge.{self.command}/1",
+            "reference": self.reference,
+            "output": str(self.output.output) if self.output else None,
+            "manifest_digest": self.output.manifest_digest if self.output else None,
+            "image_id": self.output.config_digest if self.output else None,
+            "layers_in": self.layers_in,
+            "layers_out": len(self.output.layers) if self.output else None,
+            "input_bytes": self.input_bytes,
+            "output_bytes": self.output_bytes,
+        }
+        out.update(self.details)
+        return out
+
+
+def slim(src: Any, output: str | OutputSpec | None, keep_paths: Sequence[str], *, entrypoint: bool = False,
+         compression: Compression | None = None, clamp: int | None = None, verify: bool | None = None,
+         progress: Callable[[Layer, int], None] | None = None, dry_run: bool = False,
+         command: str | None = None) -> tuple[RewriteResult, SlimPlan]:
+    """Keep the given paths, their ELF closure, the entrypoint's, and the essentials; drop the rest."""
+    from bilge.deps import ElfCollector
+
+    image: Image = src.image
+    if not image.layers:
+        raise BilgeError(f"{image.reference}: the image has no layers")
+    if not keep_paths and not entrypoint:
+        raise BilgeError("nothing to keep: give --keep PATH (repeatable) and/or --entrypoint")
+    collector = ElfCollector()
+    read = read_fs(src, verify=verify, visitors=[collector], progress=progress)
+    splan = plan_slim(read, image, keep_paths, entrypoint=entrypoint, view=collector.view(read.fs))
+    details = {
+        "kept_files": splan.kept_files, "kept_bytes": splan.kept_bytes,
+        "visible_files": splan.visible_files, "visible_bytes": splan.visible_bytes,
+        "dropped_bytes": splan.visible_bytes - splan.kept_bytes,
+        "missing": list(splan.missing), "notes": list(splan.notes),
+        "largest_kept_directories": [{"path": d, "files": n, "bytes": b} for d, n, b in splan.top],
+    }
+    counts = SquashCounts()
+    if dry_run or output is None:
+        return RewriteResult("slim", image.reference, None, len(image.layers), image.compressed_bytes, 0,
+                             counts, details), splan
+    plan = plan_squash(read, 0, keep=splan.keep)
+    what = "kept " + ", ".join(keep_paths) if keep_paths else "kept the entrypoint"
+    entry = {
+        "created_by": command or "bilge slim",
+        "comment": f"bilge {__version__}: {what}" + (" and the entrypoint" if entrypoint and keep_paths else "")
+                   + ", their library closure and essentials; dropped the rest",
+    }
+    config = rewrite_config(image, 0, entry, clamp=clamp)
+    result = write_image(output, config, [NewLayer(squash_members(src, read, plan, counts, clamp=clamp))],
+                         compression=compression, clamp=clamp)
+    return RewriteResult("slim", image.reference, result, len(image.layers), image.compressed_bytes,
+                         result.layer_bytes, counts, details), splan
+
+
+# ---------------------------------------------------------------------------------------------
+# scrub
+
+REDACTED = "[redacted-by-bilge]"
+MIN_GLOBAL = 6  # shorter secret values are replaced only where they were found, never everywhere
+
+
+def _replace_strings(obj: Any, values: Sequence[str]) -> tuple[Any, int]:
+    """``obj`` (JSON data) with every occurrence of each value replaced; and how many were."""
+    if isinstance(obj, str):
+        n = 0
+        for value in values:
+            if value in obj:
+                n += obj.count(value)
+                obj = obj.replace(value, REDACTED)
+        return obj, n
+    if isinstance(obj, list):
+        total = 0
+        out = []
+        for item in obj:
+            new, k = _replace_strings(item, values)
+            out.append(new)
+            total += k
+        return out, total
+    if isinstance(obj, dict):
+        total = 0
+        res = {}
+        for key, item in obj.items():
+            new, k = _replace_strings(item, values)
+            res[key] = new
+            total += k
+        return res, total
+    return obj, 0
+
+
+def scrub_config(config: Mapping[str, Any], findings: Sequence[Any], *, env_mode: str = "remove",
+                 label_mode: str = "remove") -> tuple[dict[str, Any], list[str]]:
+    """The config without the secrets ``findings`` (from :mod:`bilge.secrets`) located in it.
+
+    History lines keep their instruction with the value replaced by ``[redacted-by-bilge]``; Env
+    variables and Labels holding a secret are removed (``remove``) or keep their name with the value
+    redacted (``redact``). Every other occurrence of a found value anywhere in the config (the legacy
+    ``container_config``, Cmd, Healthcheck ...) is redacted too. Returns (config, what was done).
+    """
+    cfg: dict[str, Any] = copy.deepcopy(dict(config))
+    actions: list[str] = []
+    env_keys = {f.location.key for f in findings if f.location.kind == "env" and f.location.key}
+    label_keys = {f.location.key for f in findings if f.location.kind == "label" and f.location.key}
+    for section in ("config", "container_config"):
+        sub = cfg.get(section)
+        if not isinstance(sub, dict):
+            continue
+        env = sub.get("Env")
+        if isinstance(env, list) and env_keys:
+            new_env = []
+            for item in env:
+                name, _, _value = str(item).partition("=")
+                if name in env_keys:
+                    if env_mode == "redact":
+                        new_env.append(f"{name}={REDACTED}")
+                    if section == "config":
+                        actions.append(f"ENV {name}: {'redacted' if env_mode == 'redact' else 'removed'}")
+                    continue
+                new_env.append(item)
+            sub["Env"] = new_env
+        labels = sub.get("Labels")
+        if isinstance(labels, dict) and label_keys:
+            for name in sorted(label_keys & set(labels)):
+                if label_mode == "redact":
+                    labels[name] = REDACTED
+                else:
+                    del labels[name]
+                if section == "config":
+                    actions.append(f"LABEL {name}: {'redacted' if label_mode == 'redact' else 'removed'}")
+    # history: each entry where something was found, then every long value everywhere
+    history = cfg.get("history")
+    if isinstance(history, list):
+        for f in findings:
+            idx = f.location.history_index
+            if f.location.kind == "history" and idx is not None and 0 <= idx < len(history) and f.secret:
+                entry = history[idx] or {}
+                new, n = _replace_strings(entry, [f.secret])
+                if n:
+                    history[idx] = new
+                    actions.append(f"history[{idx}] ({f.location.key or f.rule}): value redacted")
+    long_values = sorted({f.secret for f in findings if f.secret and len(f.secret) >= MIN_GLOBAL},
+                         key=len, reverse=True)
+    cfg, n = _replace_strings(cfg, long_values)
+    if n:
+        actions.append(f"{n} further occurrence(s) in the config redacted")
+    return cfg, actions
+
+
+def scrub(src: Any, output: str | OutputSpec, *, env_mode: str = "remove", label_mode: str = "remove",
+          remove_files: bool = False, compression: Compression | None = None, clamp: int | None = None,
+          verify: bool | None = None, progress: Callable[[Layer, int], None] | None = None,
+          ruleset: Any = None, command: str | None = None) -> RewriteResult:
+    """Remove what ``bilge secrets`` finds: from the config (history redacted, Env/Labels removed or
+    redacted), and from the layers by squashing from the first layer that holds a secret file, so the
+    bytes really disappear. Visible files holding a secret are dropped only with ``remove_files``."""
+    from dataclasses import replace
+
+    from bilge.secrets import FileVisitor, load_ruleset, scan_image_config
+    from bilge.secrets.model import ScanStats
+    from bilge.secrets.scanner import file_findings
+    from bilge.secrets.textscan import Scanner
+
+    image: Image = src.image
+    scanner = Scanner(ruleset or load_ruleset())
+    stats = ScanStats()
+    visitor = FileVisitor(scanner, stats)
+    read = read_fs(src, verify=verify, visitors=[visitor], progress=progress)
+    cfg_findings = scan_image_config(image, scanner, stats)
+    file_f = file_findings(visitor.hits, read.fs.version_at)
+    visible_secret_paths = sorted({f.location.path for f in file_f if not f.deleted and f.location.path})
+    layers_with = sorted({f.location.layer for f in file_f if f.location.layer is not None})
+    start = layers_with[0] if layers_with else None
+    # the config: findings that point into it, redacted
+    cfg, actions = scrub_config(image.config, cfg_findings, env_mode=env_mode, label_mode=label_mode)
+    scrubbed_image = replace(image, config=cfg)
+    counts = SquashCounts()
+    details: dict[str, Any] = {
+        "config_findings": len(cfg_findings), "file_findings": len(file_f),
+        "actions": actions, "squashed_from": start, "removed_files": [], "remaining": [],
+        "findings": [{"rule": f.rule, "where": f.location.where(), "secret": f.masked,
+                      "deleted": f.deleted} for f in cfg_findings + file_f],
+    }
+    if start is None:
+        cfg["history"] = list(cfg.get("history") or []) + [{
+            "created_by": command or "bilge scrub", "empty_layer": True,
+            "comment": f"bilge {__version__}: removed {len(cfg_findings)} secret(s) from the config",
+            **({"created": _created(image, clamp)} if _created(image, clamp) else {}),
+        }]
+        if _created(image, clamp):
+            cfg["created"] = _created(image, clamp)
+        cfg.pop("rootfs", None)
+        layers: list[ExistingLayer | NewLayer] = [_existing(src, layer) for layer in image.layers]
+        result = write_image(output, cfg, layers, compression=compression, clamp=clamp)
+        return RewriteResult("scrub", image.reference, result, len(image.layers), image.compressed_bytes,
+                             result.layer_bytes, counts, details)
+    removed = set(visible_secret_paths) if remove_files else set()
+    keep = (lambda path, v: path not in removed) if removed else None
+    plan = plan_squash(read, start, keep=keep)
+    if removed:
+        # a removed path that a base layer also wrote would come back from the base: white it out
+        plan.whiteouts = sorted(set(plan.whiteouts) | {p for p in removed if _in_base(read.fs, p, start)},
+                                key=_path_key)
+    details["removed_files"] = sorted("/" + p for p in removed)
+    details["remaining"] = [] if remove_files else ["/" + p for p in visible_secret_paths]
+    entry = {
+        "created_by": command or f"bilge scrub (from layer {start})",
+        "comment": f"bilge {__version__}: squashed layers {start}-{len(image.layers) - 1} so that "
+                   f"{len({f.location.path for f in file_f})} file(s) holding secrets are gone from the layers"
+                   + (f"; removed {len(removed)} visible file(s)" if removed else ""),
+    }
+    config = rewrite_config(scrubbed_image, start, entry, clamp=clamp)
+    layers = [_existing(src, layer) for layer in image.layers[:start]]
+    layers.append(NewLayer(squash_members(src, read, plan, counts, clamp=clamp)))
+    result = write_image(output, config, layers, compression=compression, clamp=clamp)
+    return RewriteResult("scrub", image.reference, result, len(image.layers), image.compressed_bytes,
+                         result.layer_bytes, counts, details)
+
+
+def _in_base(fs: MergedFS, path: str, start: int) -> bool:
+    """Whether a base layer (< start) holds a version of ``path`` visible after layer start-1."""
+    return any(0 <= v.layer < start and (v.hidden_by is None or v.hidden_by >= start) for v in fs.versions(path))
