@@ -201,3 +201,31 @@ def test_skopeo_copy_verifies_every_squashed_blob(docker, wasteful, tmp_path):
     proc = subprocess.run(["skopeo", "copy", "--quiet", f"oci-archive:{tmp_path / 'o.tar'}", f"dir:{tmp_path / 'd'}"],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def _docker_squash() -> str | None:
+    for cand in (shutil.which("docker-squash"), "/opt/docker-squash-venv/bin/docker-squash"):
+        if cand and os.access(cand, os.X_OK):
+            return cand
+    return None
+
+
+def test_against_docker_squash_bytes_and_time(docker, wasteful, tmp_path):
+    """docker-squash (PyPI) squashes through the daemon and writes uncompressed layers; bilge reads the
+    saved archive and writes gzip. Same image, same machine, one after the other."""
+    import time
+
+    tool = _docker_squash()
+    if tool is None:
+        pytest.skip("docker-squash is not installed (pip install docker-squash in a venv outside the repo)")
+    t0 = time.perf_counter()
+    with open_image(str(wasteful.archive)) as src:
+        res = squash(src, f"docker-archive:{tmp_path / 'bilge.tar'}:rewrite-vs:bilge")
+    t_bilge = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    run([tool, "--output-path", str(tmp_path / "ds.tar"), "--load-image", "false", wasteful.tag])
+    t_ds = time.perf_counter() - t0
+    b_bilge, b_ds = (tmp_path / "bilge.tar").stat().st_size, (tmp_path / "ds.tar").stat().st_size
+    print(f"bilge squash: {t_bilge:.1f}s {b_bilge} bytes; docker-squash: {t_ds:.1f}s {b_ds} bytes")
+    assert b_bilge < b_ds
+    assert res.bytes_saved > 3_000_000
