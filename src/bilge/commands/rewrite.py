@@ -137,6 +137,8 @@ def register(app: typer.Typer) -> None:
         output: str = typer.Option(..., "--output", "-o", help=OUTPUT_HELP),
         env: Mode = typer.Option(Mode.remove, "--env", help="ENV variables holding a secret: remove or redact."),
         labels: Mode = typer.Option(Mode.remove, "--labels", help="Labels holding a secret: remove or redact."),
+        severity: str = typer.Option("high", "--severity", "-s",
+                                     help="Scrub findings at or above this severity (as `bilge secrets`)."),
         remove_files: bool = typer.Option(False, "--remove-files",
                                           help="Also delete files that still hold a secret in the final "
                                                "filesystem (otherwise they stay, and scrub exits 1)."),
@@ -158,11 +160,17 @@ def register(app: typer.Typer) -> None:
         spec = parse_output(output)
         comp = _compression(compression, level)
         _check_output_compat(output, compression)
+        ruleset, ignores = _secrets_setup()
+        from bilge.secrets.rules import SEVERITIES
+
+        if severity not in SEVERITIES:
+            raise BilgeError(f"--severity {severity}: expected one of {', '.join(SEVERITIES)}")
         started = time.perf_counter()
         with open_image(reference, platform=platform, verify=not no_verify) as src:
             advance, stop = progress_reporter(src, quiet or fmt is Format.json)
             try:
                 res = scrub(src, spec, env_mode=env.value, label_mode=labels.value, remove_files=remove_files,
+                            ruleset=ruleset, severity=severity, ignores=ignores,
                             compression=comp, clamp=source_date_epoch(), progress=advance,
                             command="bilge scrub" + (" --remove-files" if remove_files else ""))
             finally:
@@ -264,6 +272,25 @@ def register(app: typer.Typer) -> None:
             _warn(f"missing library: {line}")
         if d["missing"]:
             raise typer.Exit(1)
+
+
+def _secrets_setup():
+    """The rules and silenced findings `bilge secrets` would use here ([tool.bilge.secrets], .bilgeignore)."""
+    from pathlib import Path
+
+    from bilge.config import find_config
+    from bilge.secrets.ignore import from_config, read_bilgeignore
+    from bilge.secrets.rules import load_ruleset
+
+    found, table = find_config()
+    section = table.get("secrets", {}) if isinstance(table, dict) else {}
+    if not isinstance(section, dict):
+        raise BilgeError(f"{found}: [tool.bilge.secrets] must be a table")
+    ruleset = load_ruleset(section, found.parent if found else None)
+    ignores = from_config(section.get("ignore"), str(found) if found else "config")
+    if Path(".bilgeignore").is_file():
+        ignores += read_bilgeignore(Path(".bilgeignore"))
+    return ruleset, ignores
 
 
 def _command_line(name: str, from_layer: int | None, base: str | None) -> str:
