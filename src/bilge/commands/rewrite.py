@@ -28,8 +28,8 @@ class CompressionKind(StrEnum):
     none = "none"
 
 
-OUTPUT_HELP = ("Where to write: oci:DIR[:TAG], oci-archive:PATH[:TAG] or docker-archive:PATH[:NAME:TAG] "
-               "(the last is what `docker load` reads).")
+OUTPUT_HELP = ("Where to write: oci:DIR or oci:DIR:TAG, oci-archive:PATH or oci-archive:PATH:TAG, "
+               "docker-archive:PATH or docker-archive:PATH:NAME:TAG (the last is what `docker load` reads).")
 LEVEL_HELP = ("Compression level. gzip: 1-3 use ISA-L (fast), 4-9 use zlib (smaller, slower); default 3. "
               "zstd: 1-22, default 3.")
 
@@ -81,8 +81,8 @@ def register(app: typer.Typer) -> None:
     @app.command("squash")
     def squash_cmd(
         reference: str = typer.Argument(..., metavar="REF",
-                                        help="Image: docker-archive:PATH[:TAG|:@N], oci:DIR[:TAG], "
-                                             "oci-archive:PATH[:TAG], or a path (sniffed)."),
+                                        help="Image: docker-archive:PATH, oci:DIR, oci-archive:PATH (each with an optional "
+                                             ":TAG), or a path (sniffed)."),
         output: str = typer.Option(..., "--output", "-o", help=OUTPUT_HELP),
         from_layer: int = typer.Option(None, "--from-layer", min=0,
                                        help="Keep layers 0..N-1 untouched; squash N..last into one."),
@@ -91,7 +91,7 @@ def register(app: typer.Typer) -> None:
         compression: CompressionKind = typer.Option(CompressionKind.gzip, "--compression",
                                                     help="Layer compression."),
         level: int = typer.Option(None, "--level", help=LEVEL_HELP),
-        platform: str = typer.Option(None, "--platform", help="os/arch[/variant] for multi-platform images."),
+        platform: str = typer.Option(None, "--platform", help="OS/ARCH or OS/ARCH/VARIANT, for multi-platform images."),
         fmt: Format = typer.Option(Format.text, "--format", "-f", help="Report format."),
         no_verify: bool = typer.Option(False, "--no-verify", help="Skip digest verification of the input."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No report, no progress."),
@@ -144,7 +144,7 @@ def register(app: typer.Typer) -> None:
                                                "filesystem (otherwise they stay, and scrub exits 1)."),
         compression: CompressionKind = typer.Option(CompressionKind.gzip, "--compression", help="Layer compression."),
         level: int = typer.Option(None, "--level", help=LEVEL_HELP),
-        platform: str = typer.Option(None, "--platform", help="os/arch[/variant] for multi-platform images."),
+        platform: str = typer.Option(None, "--platform", help="OS/ARCH or OS/ARCH/VARIANT, for multi-platform images."),
         fmt: Format = typer.Option(Format.text, "--format", "-f", help="Report format."),
         no_verify: bool = typer.Option(False, "--no-verify", help="Skip digest verification of the input."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No report, no progress."),
@@ -217,7 +217,7 @@ def register(app: typer.Typer) -> None:
         dry_run: bool = typer.Option(False, "--dry-run", help="Print what would be kept and its size; write nothing."),
         compression: CompressionKind = typer.Option(CompressionKind.gzip, "--compression", help="Layer compression."),
         level: int = typer.Option(None, "--level", help=LEVEL_HELP),
-        platform: str = typer.Option(None, "--platform", help="os/arch[/variant] for multi-platform images."),
+        platform: str = typer.Option(None, "--platform", help="OS/ARCH or OS/ARCH/VARIANT, for multi-platform images."),
         fmt: Format = typer.Option(Format.text, "--format", "-f", help="Report format."),
         no_verify: bool = typer.Option(False, "--no-verify", help="Skip digest verification of the input."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No report, no progress."),
