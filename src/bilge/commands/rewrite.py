@@ -98,8 +98,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Merge layers into one that holds only what is visible; report the bytes dropped.
 
-        Output is reproducible: the same input and options give the same bytes (mtimes clamped to
-        SOURCE_DATE_EPOCH when it is set). See docs/rewrite.md.
+        Reproducible: the same input and options give the same bytes (mtimes clamped to SOURCE_DATE_EPOCH when set).
         """
         from bilge.commands.analyze import progress_reporter
         from bilge.rewrite import squash
