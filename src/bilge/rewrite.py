@@ -798,7 +798,8 @@ def scrub(src: Any, output: str | OutputSpec, *, env_mode: str = "remove", label
     if start is None:
         cfg["history"] = list(cfg.get("history") or []) + [{
             "created_by": command or "bilge scrub", "empty_layer": True,
-            "comment": f"bilge {__version__}: removed {len(cfg_findings)} secret(s) from the config",
+            "comment": f"bilge {__version__}: " + (f"removed {len(cfg_findings)} secret(s) from the config"
+                                                     if cfg_findings else "no secrets found"),
             **({"created": _created(image, clamp)} if _created(image, clamp) else {}),
         }]
         if _created(image, clamp):

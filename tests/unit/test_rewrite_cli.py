@@ -88,3 +88,32 @@ def test_docker_archive_zstd_warns(tmp_path):
     proc = bilge("squash", ref, "-o", f"docker-archive:{tmp_path / 'z.tar'}", "--compression", "zstd", "-q")
     assert proc.returncode == 0
     assert "warning" in proc.stderr and "zstd" in proc.stderr
+
+
+def test_slim_dry_run_and_usage_errors(tmp_path):
+    ref = build_image(tmp_path / "in.tar", [
+        [(Member("etc", "dir"), None), (Member("etc/passwd", size=5), b"root\n"),
+         (Member("opt", "dir"), None), (Member("opt/app", size=3), b"app"), (Member("opt/junk", size=900), b"j" * 900)],
+    ])
+    p = bilge("slim", ref, "--keep", "/opt/app", "--dry-run")
+    assert p.returncode == 0, p.stderr
+    assert "would keep 2 of 3 files" in p.stdout
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["in.tar"]
+    p = bilge("slim", ref, "--keep", "/opt/app", "--dry-run", "-f", "json")
+    doc = json.loads(p.stdout)
+    assert doc["schema"] == "bilge.slim/1" and doc["dry_run"] is True and doc["kept_bytes"] == 8
+    assert "/opt/app" in doc["kept"] and "/etc/passwd" in doc["kept"]
+    for args in (("slim", ref, "--keep", "/opt/app"), ("slim", ref, "--keep", "/nope", "-o", f"oci:{tmp_path / 'x'}"),
+                 ("slim", ref, "-o", f"oci:{tmp_path / 'x'}")):
+        p = bilge(*args)
+        assert p.returncode == 2 and p.stderr.startswith("bilge: error: "), (args, p.stderr)
+    p = bilge("slim", ref, "--keep", "/opt/app", "-o", f"oci-archive:{tmp_path / 'o.tar'}")
+    assert p.returncode == 0 and (tmp_path / "o.tar").is_file()
+
+
+def test_scrub_without_findings_copies_the_layers(tmp_path):
+    ref = image(tmp_path)
+    p = bilge("scrub", ref, "-o", f"oci:{tmp_path / 'o'}", "-f", "json")
+    assert p.returncode == 0, p.stderr
+    doc = json.loads(p.stdout)
+    assert doc["schema"] == "bilge.scrub/1" and doc["findings"] == [] and doc["squashed_from"] is None
