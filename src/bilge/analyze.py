@@ -227,7 +227,7 @@ def analyze(image: Image, fs: MergedFS, *, base_diff_ids: list[str] | None = Non
             notes.append(f"the image shares only {base} of the base image's {len(base_diff_ids)} layers")
     else:
         base = 1 if n else 0
-        base_source = "assumed: layer 0 is the base (dive's convention; pass --base REF to be exact)"
+        base_source = "layer 0, by dive's convention (pass --base REF to be exact)"
     kw_text = [instruction(layer.created_by) for layer in image.layers]
 
     bodies = fs.visible_bodies()

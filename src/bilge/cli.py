@@ -66,6 +66,13 @@ def error_line(message: str) -> None:
     sys.stderr.flush()
 
 
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that the interpreter's final flush does not fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
 def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in (argv if argv is not None else sys.argv[1:]) or bool(os.environ.get("BILGE_DEBUG"))
     try:
@@ -84,11 +91,16 @@ def main(argv: list[str] | None = None) -> None:
             raise
         error_line(str(exc))
         sys.exit(exc.exit_code)
+    except BrokenPipeError:  # `bilge analyze | head`: the reader is gone, that is not an error
+        _silence_stdout()
+        sys.exit(0)
     except (OSError, MemoryError) as exc:
         if debug:
             raise
         error_line(f"{exc.strerror or exc}: {exc.filename}" if getattr(exc, "filename", None) else str(exc))
         sys.exit(2)
+    try:
+        sys.stdout.flush()
     except BrokenPipeError:
-        sys.exit(0)
+        _silence_stdout()
     sys.exit(rv if isinstance(rv, int) else 0)

@@ -317,6 +317,9 @@ class MergedFS:
         """Make every component of ``path`` a visible directory; return the real path (symlinks followed)."""
         if not path:
             return ""
+        v = self.lookup(path)
+        if v is not None and v.kind == "dir":
+            return path  # a visible directory's ancestors are all visible directories
         real: list[str] = []
         for comp in path.split("/"):
             candidate = "/".join(real + [comp])

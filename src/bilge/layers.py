@@ -21,16 +21,12 @@ from typing import BinaryIO
 
 from bilge.errors import DigestMismatchError, ImageFormatError, UnsupportedMediaTypeError
 from bilge.image import Layer
+from bilge.tarstream import BodyStream, Member, TarFormatError, iter_members
 
 CHUNK = 1 << 20
 WHITEOUT_PREFIX = ".wh."
 OPAQUE = ".wh..wh..opq"
 
-_TYPES = {
-    tarfile.REGTYPE: "file", tarfile.AREGTYPE: "file", tarfile.CONTTYPE: "file", tarfile.GNUTYPE_SPARSE: "file",
-    tarfile.DIRTYPE: "dir", tarfile.SYMTYPE: "symlink", tarfile.LNKTYPE: "hardlink",
-    tarfile.CHRTYPE: "char", tarfile.BLKTYPE: "block", tarfile.FIFOTYPE: "fifo",
-}
 
 
 class _ThreadedSha256:
@@ -38,7 +34,8 @@ class _ThreadedSha256:
 
     def __init__(self) -> None:
         self._hash = hashlib.sha256()
-        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=32)
+        # at most 16 pieces of at most 1 MiB wait to be hashed: memory stays flat however the stream is read
+        self._queue: queue.Queue[memoryview | None] = queue.Queue(maxsize=16)
         self._thread = threading.Thread(target=self._run, name="bilge-sha256", daemon=True)
         self._thread.start()
         self._result: str | None = None
@@ -48,7 +45,9 @@ class _ThreadedSha256:
             self._hash.update(data)
 
     def update(self, data: bytes) -> None:
-        self._queue.put(data)
+        view = memoryview(data)
+        for start in range(0, len(view), CHUNK):
+            self._queue.put(view[start:start + CHUNK])
 
     def hexdigest(self) -> str:
         if self._result is None:
@@ -344,17 +343,17 @@ class Entry:
     devmajor: int = 0
     devminor: int = 0
     pax: dict[str, str] = field(default_factory=dict)
-    _tar: tarfile.TarFile | None = field(default=None, repr=False)
-    _info: tarfile.TarInfo | None = field(default=None, repr=False)
+    _stream: BinaryIO | None = field(default=None, repr=False)
+    _offset: int = field(default=0, repr=False)
     _body: _Body | None = field(default=None, repr=False)
 
     @property
     def fileobj(self) -> BinaryIO:
         """A new, independent, seekable reader of the body (empty for non-files). Valid until the next entry."""
-        if self.type != "file" or self._tar is None or self.size == 0:
+        if self.type != "file" or self._stream is None or self.size == 0:
             return io.BytesIO(b"")  # type: ignore[return-value]
         if self._body is None:
-            self._body = _Body(self._tar.extractfile(self._info), self.size)  # type: ignore[arg-type]
+            self._body = _Body(BodyStream(self._stream, self._offset, self.size), self.size)  # type: ignore[arg-type]
         return BodyReader(self._body)  # type: ignore[return-value]
 
     def read(self, n: int = -1) -> bytes:
@@ -444,9 +443,7 @@ def iter_layer(src, layer: Layer, *, verify: bool | None = None,
         seekable = kind == "tar" and not verify and hasattr(raw, "seekable") and raw.seekable()
         if seekable:
             raw.seek(0)
-            tf = _open_tar(raw, label)
-            if tf is not None:
-                yield from _entries(tf, label)
+            yield from _entries(raw, label)
             stats.uncompressed_bytes = layer.size
             return
         blob = HashingReader(_Peek(head, raw)) if verify and layer.digest else CountingReader(_Peek(head, raw))
@@ -464,11 +461,9 @@ def iter_layer(src, layer: Layer, *, verify: bool | None = None,
         tar_stream = HashingReader(stream) if verify and layer.diff_id else CountingReader(stream)
         try:
             forward = ForwardStream(tar_stream)
-            tf = _open_tar(forward, label)
-            if tf is not None:
-                yield from _entries(tf, label)
+            yield from _entries(forward, label)
             forward.drain()  # trailing zero blocks, eStargz TOC and footer: all part of the diff_id
-        except (EOFError, OSError, tarfile.TarError, zlib_error(), zstd_error()) as exc:
+        except (EOFError, OSError, zlib_error(), zstd_error()) as exc:
             raise ImageFormatError(f"{label}: corrupt or truncated layer ({exc.__class__.__name__}: {exc})") from None
         if kind != "tar":
             blob.drain()
@@ -500,40 +495,31 @@ def zstd_error() -> type[Exception]:
     return zstandard.ZstdError
 
 
-def _open_tar(fileobj: BinaryIO, label: str) -> tarfile.TarFile | None:
-    """Open a layer tar; None for a zero-length one (no entries), a clear error for garbage."""
+_TYPES = {
+    b"0": "file", b"\0": "file", b"7": "file", b"5": "dir", b"2": "symlink", b"1": "hardlink",
+    b"3": "char", b"4": "block", b"6": "fifo",
+}
+
+
+def _entries(fh: BinaryIO, label: str) -> Iterator[Entry]:
     try:
-        return tarfile.open(fileobj=fileobj, mode="r:")
-    except tarfile.ReadError as exc:
-        if str(exc) == "empty file":
-            return None
-        raise ImageFormatError(f"{label}: not a tar stream ({exc})") from None
+        for member in iter_members(fh):
+            yield _make_entry(fh, member)
+    except TarFormatError as exc:
+        raise ImageFormatError(f"{label}: {exc}") from None
 
 
-def _entries(tf: tarfile.TarFile, label: str) -> Iterator[Entry]:
-    try:
-        while True:
-            try:
-                info = tf.next()
-            except tarfile.HeaderError as exc:
-                raise ImageFormatError(f"{label}: bad tar header ({exc})") from None
-            if info is None:
-                return
-            tf.members.clear()  # keep memory flat: tarfile would remember every member
-            yield _make_entry(tf, info)
-    except tarfile.ReadError as exc:
-        raise ImageFormatError(f"{label}: corrupt or truncated layer ({exc})") from None
-
-
-def _make_entry(tf: tarfile.TarFile, info: tarfile.TarInfo) -> Entry:
-    path, problem = normalize(info.name)
-    etype = _TYPES.get(info.type, "file" if info.isreg() else "other")
-    linkname = info.linkname or ""
+def _make_entry(fh: BinaryIO, m: Member) -> Entry:
+    path, problem = normalize(m.name)
+    etype = _TYPES.get(m.type, "other")
+    if etype == "file" and m.name.endswith("/") and m.type in (b"0", b"\0"):
+        etype = "dir"  # pre-POSIX archives mark directories with a trailing slash
+    linkname = m.linkname or ""
     if etype == "hardlink":
         target, lproblem = normalize(linkname)
         linkname = target
         if lproblem and "escapes" in lproblem:
-            problem = problem or f"hardlink target {info.linkname!r} escapes the image root"
+            problem = problem or f"hardlink target {m.linkname!r} escapes the image root"
     whiteout = None
     base = posixpath.basename(path)
     if base.startswith(WHITEOUT_PREFIX) and path:
@@ -543,13 +529,11 @@ def _make_entry(tf: tarfile.TarFile, info: tarfile.TarInfo) -> Entry:
         else:
             whiteout = ("file", posixpath.join(parent, base[len(WHITEOUT_PREFIX):]) if parent
                         else base[len(WHITEOUT_PREFIX):])
-    if not path and problem is None:
-        problem = None  # the root directory itself ("./")
     return Entry(
-        path=path, raw_name=info.name, type=etype, size=info.size if etype == "file" else 0,
-        mode=info.mode & 0o7777, uid=info.uid, gid=info.gid, uname=info.uname or "", gname=info.gname or "",
-        mtime=info.mtime, linkname=linkname, whiteout=whiteout,
+        path=path, raw_name=m.name, type=etype, size=m.size if etype == "file" else 0,
+        mode=m.mode & 0o7777, uid=m.uid, gid=m.gid, uname=m.uname, gname=m.gname,
+        mtime=m.mtime, linkname=linkname, whiteout=whiteout,
         unsafe=problem if problem and "escapes" in problem else None,
-        devmajor=info.devmajor, devminor=info.devminor, pax=dict(info.pax_headers or {}),
-        _tar=tf, _info=info,
+        devmajor=m.devmajor, devminor=m.devminor, pax=m.pax,
+        _stream=fh, _offset=m.offset_data,
     )

@@ -25,6 +25,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -372,3 +373,48 @@ def test_demo_image_tells_the_story(demo: Case) -> None:
     )
     assert zoneinfo > 1_000_000
     assert DEMO.stat().st_size < 10 * 1024 * 1024
+
+
+# --------------------------------------------------------------------------------------------
+# the README's install command: a built (non-editable) package must carry its data files
+
+
+def test_wheel_ships_every_data_file_and_analyzes_the_demo(tmp_path: Path) -> None:
+    """`pip install .` (not editable) then `bilge analyze`: every non-Python file of the package is in
+    the wheel, and the demo analysis works from the installed copy alone."""
+    # build from a clean copy: a stale build/ or *.egg-info in the checkout would mask a missing file
+    source = tmp_path / "src-copy"
+    shutil.copytree(
+        REPO, source,
+        ignore=shutil.ignore_patterns(".git", ".venv", "build", "dist", "*.egg-info", "__pycache__",
+                                      ".pytest_cache", ".ruff_cache", "work"),
+    )  # fmt: skip
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--disable-pip-version-check",
+         "-w", str(tmp_path / "dist"), str(source)],
+        check=True, capture_output=True, timeout=600,
+    )  # fmt: skip
+    wheel = next((tmp_path / "dist").glob("bilge-*.whl"))
+    with zipfile.ZipFile(wheel) as zf:
+        names = set(zf.namelist())
+        zf.extractall(tmp_path / "site")
+    package = REPO / "src" / "bilge"
+    data_files = [
+        p.relative_to(package.parent).as_posix()
+        for p in package.rglob("*")
+        if p.is_file() and p.suffix not in (".py", ".pyc") and "__pycache__" not in p.parts
+    ]
+    assert data_files, "expected package data (the demo image at least)"
+    assert sorted(set(data_files) - names) == []
+    site = tmp_path / "site"
+    script = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import bilge; "
+        "assert bilge.__file__.startswith(sys.argv[1]), bilge.__file__; "
+        "from bilge.cli import main; main(['analyze', '--format', 'json', '--no-ci'])"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(site)], capture_output=True, text=True, timeout=300,
+        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["image"]["tags"] == ["bilge-demo:latest"]

@@ -97,7 +97,9 @@ def test_json_schema_and_masking(leaky):
     assert key["hidden_by"] == 2 and key["location"]["line"] == 1
     gh = by_rule[("github-pat", "history")]
     assert gh["location"]["history_index"] == 2 and gh["also_in_history"] == [3] and gh["match"] == TOKEN[:6] + "…(40 chars)"
-    assert ("secret-assignment", "env") in by_rule and ("secret-assignment", "history") in by_rule
+    env = by_rule[("secret-assignment", "env")]
+    assert env["location"]["key"] == "DB_PASSWORD" and env["also_in_history"] == [4]  # the ENV line, folded in
+    assert ("secret-assignment", "history") not in by_rule
     assert doc["summary"]["at_or_above_threshold"] == len(doc["findings"])
 
 

@@ -128,17 +128,25 @@ def test_env_label_arg_default_and_run_literal():
          {"created_by": f"/bin/sh -c curl -H 'Authorization: token {key}' https://api.github.com/x"}],
         env=["PATH=/bin", f"DB_PASSWORD={pw}"], labels={"ci.api-key": pw})
     findings, _ = scan(image)
-    got = {(f.location.kind, f.location.history_index, f.location.key, f.rule) for f in findings}
+    got = {(f.location.kind, f.location.history_index, f.location.key, f.rule, f.also_in_history) for f in findings}
+    # the ENV and LABEL lines that set the config's values are folded into the env/label findings
     assert got == {
-        ("history", 0, "DB_PASSWORD", "secret-assignment"),
-        ("history", 1, "DEPLOY_TOKEN", "github-pat"),
-        ("history", 2, "ci.api-key", "secret-assignment"),
-        ("history", 3, None, "github-pat"),
-        ("env", None, "DB_PASSWORD", "secret-assignment"),
-        ("label", None, "ci.api-key", "secret-assignment"),
+        ("history", 1, "DEPLOY_TOKEN", "github-pat", ()),
+        ("history", 3, None, "github-pat", ()),
+        ("env", None, "DB_PASSWORD", "secret-assignment", (0,)),
+        ("label", None, "ci.api-key", "secret-assignment", (2,)),
     }
-    fixes = {f.location.history_index: f.fix for f in findings if f.location.kind == "history"}
-    assert "ENV values" in fixes[0] and "ARG default" in fixes[1] and "Labels" in fixes[2] and "RUN command" in fixes[3]
+    fixes = {(f.location.kind, f.location.history_index): f.fix for f in findings}
+    assert "ENV values" in fixes[("env", None)] and "ARG default" in fixes[("history", 1)]
+    assert "Labels" in fixes[("label", None)] and "RUN command" in fixes[("history", 3)]
+
+
+def test_env_overridden_later_stays_in_history():
+    image = make_image([{"created_by": "ENV DB_PASSWORD=Xq9!mZ2#pL", "empty_layer": True},
+                        {"created_by": "ENV DB_PASSWORD=", "empty_layer": True}], env=["DB_PASSWORD="], layers=0)
+    [f] = scan(image)[0]
+    assert (f.location.kind, f.location.history_index, f.secret) == ("history", 0, "Xq9!mZ2#pL")
+    assert "ENV values" in f.fix
 
 
 def test_cmd_entrypoint_and_annotations():
@@ -168,3 +176,12 @@ def test_fingerprint_stable_across_history_positions_and_rebuilds():
     assert fa.fingerprint == fb.fingerprint and fa.location.history_index != fb.location.history_index
     c = make_image([{"created_by": f"|1 TOKEN={tok()} /bin/sh -c make"}])
     assert scan(c)[0][0].fingerprint != fa.fingerprint
+
+
+def test_bundler_host_credentials_in_env_and_build_args():
+    image = make_image([{"created_by": "|1 BUNDLE_GITHUB__COM=deploy:k3Jd93kd0Q /bin/sh -c bundle install"}],
+                       env=["BUNDLE_GEMS__ACME__COM=ci:Zt8x2Lq", "BUNDLE_WITHOUT=development:test",
+                            "BUNDLE_BUILD__NOKOGIRI=--use-system-libraries"])
+    got = sorted((f.location.kind, f.location.key, f.secret) for f in scan(image)[0])
+    assert got == [("env", "BUNDLE_GEMS__ACME__COM", "ci:Zt8x2Lq"),
+                   ("history", "BUNDLE_GITHUB__COM", "deploy:k3Jd93kd0Q")]

@@ -279,15 +279,32 @@ def test_name_rule_true_positives(text: str, secret: str):
     "AUTH_TYPE=oauth2\n",
     "password = os.environ['DB_PASSWORD']\n",
     "if password == 'hunter2':\n",
+    "Password-Type: Primary\n",  # pam-configs: '-' separates words like '_' (*_TYPE)
+    "passwd:         files systemd\n",  # nsswitch.conf: a database name, not an assignment
+    "user_password=abc$USER_SUFFIX\n",  # interpolation inside the value
+    'print "# pass: \\$\\@";\n',
 ])
 def test_name_rule_near_misses(text: str):
     assert [h for h in SCANNER.scan(text.encode(), FILE_CONFIG) if h.rule_id == "secret-assignment"] == []
 
 
-def test_code_files_need_quoted_literals():
+def test_code_files_need_quoted_generated_literals():
     assert SCANNER.scan(b"password = get_password()\n", textscan.FILE_CODE) == []
     hits = SCANNER.scan(b'password = "Zx9!kLm2pQ7r"\n', textscan.FILE_CODE)
-    assert [h.secret for h in hits] == ["Zx9!kLm2pQ7r"]
+    assert [(h.secret, h.severity) for h in hits] == [("Zx9!kLm2pQ7r", "high")]
+    # human-chosen words in code are examples and test data, not reported
+    for text in (b'password = "hunter2"\n', b"my $out = $as->{pass} ? \"PASS\" : \"FAIL\";\n",
+                 b"'CPAN::HTTP::Credentials'=> 'cpan',\n", b"$pass = '-anonymous@'\n",
+                 b"'disabled-password' => sub { $ask_passwd = 0 },\n"):
+        assert SCANNER.scan(text, textscan.FILE_CODE) == [], text
+
+
+def test_lowercase_words_are_weak_not_generated():
+    from bilge.secrets.names import is_strong
+
+    assert not is_strong("elevated-privileges") and not is_strong("correct-horse-battery")
+    assert is_strong("Zx9!kLm2pQ7r") and is_strong("a8Fk2kdL0qPz93mXnB7c")
+    assert [h.severity for h in SCANNER.scan(b"api_token: elevated-privileges\n", FILE_CONFIG)] == ["medium"]
 
 
 def test_shell_flags_and_user_colon_pass_in_shell():
@@ -347,6 +364,26 @@ def test_disable_name_rule_and_file_rule():
 
 
 def test_rules_file_is_package_data():
+    # bilge/data/** is in [tool.setuptools.package-data]: a wheel ships it
+    import tomllib
     from importlib import resources
+    from pathlib import Path
 
-    assert resources.files("bilge.secrets").joinpath("rules.toml").is_file()
+    assert resources.files("bilge").joinpath("data", "secrets", "rules.toml").is_file()
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    if pyproject.is_file():
+        patterns = tomllib.loads(pyproject.read_text())["tool"]["setuptools"]["package-data"]["bilge"]
+        import fnmatch
+
+        assert any(fnmatch.fnmatch("data/secrets/rules.toml", p) for p in patterns)
+
+
+def test_name_rules_extend_from_config():
+    rs = load_ruleset({"names": {"extra_words": ["pin"], "extra_exclude_names": ["*_PUBLIC_TOKEN"],
+                                 "extra_placeholders": ["notasecret"]}})
+    sc = Scanner(rs)
+    assert [h.secret for h in sc.scan(b"CARD_PIN=839201x\n", FILE_CONFIG)] == ["839201x"]
+    assert sc.scan(b"MAPBOX_PUBLIC_TOKEN=Zk2m9QpL0xV7nB4cQ\n", FILE_CONFIG) == []
+    assert sc.scan(b"DB_PASSWORD=notasecret\n", FILE_CONFIG) == []
+    # the built-in lists are kept
+    assert [h.secret for h in sc.scan(b"DB_PASSWORD=hunter2\n", FILE_CONFIG)] == ["hunter2"]

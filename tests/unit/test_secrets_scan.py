@@ -216,3 +216,32 @@ def test_dockle_credentials_json_is_a_dockerfile_not_a_credential():
     path = require_shared_fixtures("images", "dockle-scratch.tar")
     findings, stats = scan_path(path)
     assert findings == [] and stats.scanned.files == 1 and stats.scanned.bytes == 461
+
+
+def test_identical_contents_scanned_once_reported_everywhere(tmp_path, monkeypatch):
+    t = tok()
+    body = f"# settings\nAPI_TOKEN={t}\n".encode()
+    path = tmp_path / "img.tar"
+    docker_archive(path, [[("dir", "a"), ("file", "a/.env", body)],
+                          [("file", "a/.env", body, 0o600)],  # chmod in a later layer rewrites the file
+                          [("dir", "b"), ("file", "b/.env", body)],
+                          [("dir", "c"), ("file", "c/.env", body)]])
+    calls = []
+    real = Scanner.scan
+    monkeypatch.setattr(Scanner, "scan", lambda self, buf, ctx, *a, **k: calls.append(ctx) or real(self, buf, ctx, *a, **k))
+    findings, stats = scan_path(path)
+    got = sorted((f.location.layer, f.location.path, f.location.line, f.deleted, f.hidden_how) for f in findings)
+    assert got == [(0, "a/.env", 2, True, "overwritten"), (1, "a/.env", 2, False, None), (2, "b/.env", 2, False, None),
+                   (3, "c/.env", 2, False, None)]
+    # the first copy is scanned, the second is hashed and scanned, every later one reuses the result
+    assert stats.scanned.files == 4 and calls.count("config") == 2
+
+
+def test_scripts_are_code_or_config_by_their_interpreter(tmp_path):
+    path = tmp_path / "img.tar"
+    docker_archive(path, [[("dir", "usr/local/bin"),
+                           ("file", "usr/local/bin/tool", b"#!/usr/bin/perl\nmy $pass = 'cpan';\nmy %o = (pass => external);\n"
+                            b'my $password = "Xk29dL0qPz93mXnB7";\n', 0o755),
+                           ("file", "usr/local/bin/deploy", b"#!/bin/sh\nexport DB_PASSWORD=hunter22\n", 0o755)]])
+    got = sorted((f.location.path, f.secret, f.severity) for f in scan_path(path)[0])
+    assert got == [("usr/local/bin/deploy", "hunter22", "medium"), ("usr/local/bin/tool", "Xk29dL0qPz93mXnB7", "high")]

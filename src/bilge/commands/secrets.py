@@ -150,7 +150,13 @@ def register(app: typer.Typer) -> None:
                 stats = ScanStats()
                 findings = scan_image_config(image, Scanner(ruleset), stats)
             else:
-                findings, stats = scan_source(src, ruleset, scan_binaries=scan_bins, verify=not no_verify)
+                from bilge.commands.analyze import progress_reporter
+
+                advance, stop = progress_reporter(src, fmt is not OutputFormat.text)
+                try:
+                    findings, stats = scan_source(src, ruleset, scan_binaries=scan_bins, progress=advance)
+                finally:
+                    stop()
         report = build_report(image, findings, stats, threshold=severity.value, ignores=ignores,
                               files_scanned=not config_only)
 

@@ -93,68 +93,74 @@ def _instr(created_by: str, width: int = 60) -> str:
     return _short(instruction(created_by)[1] or created_by or "(no history)", width)
 
 
+def _table(*columns: tuple[str, str]) -> Table:
+    t = Table(show_edge=False, pad_edge=False, box=None, header_style="bold")
+    for name, justify in columns:
+        t.add_column(name, justify=justify, no_wrap=name not in ("instruction", "path"))  # type: ignore[arg-type]
+    return t
+
+
 def render_text(console, a: Analysis, *, top: int = 10, show_layers: bool = True) -> None:
     im, s, d = a.image, a.summary, a.dive
     name = im.repo_tags[0] if im.repo_tags else im.reference
     console.print(Text.assemble(("Image ", "bold"), (name, "bold cyan"),
                                 f"  {im.platform or 'unknown platform'}  {(im.digest or im.image_id)[:19]}"))
-    pct = f"{s.reclaimable_percent:.1f}%"
     console.print(
         f"  {len(im.layers)} layers, {s.files:,} files · compressed {human_bytes(s.compressed_bytes)} · "
-        f"layers {human_bytes(s.layer_bytes)} · visible {human_bytes(s.visible_bytes)} · "
-        f"reclaimable [bold]{human_bytes(s.reclaimable_bytes)}[/bold] ({pct})"
+        f"layers {human_bytes(s.layer_bytes)} · visible {human_bytes(s.visible_bytes)}"
     )
+    style = "bold red" if s.reclaimable_percent >= 10 else "bold"
+    console.print(f"  dead weight: [{style}]{human_bytes(s.reclaimable_bytes)} ({s.reclaimable_percent:.1f}% of the "
+                  f"layers)[/{style}] that no one can see but everyone pulls")
     console.print(f"  dive: efficiency {d.efficiency * 100:.2f}% · wasted {human_bytes(d.wasted_bytes)} · "
-                  f"user wasted {d.user_wasted_percent * 100:.2f}%   [dim]base: {s.base_source}[/dim]")
+                  f"user wasted {d.user_wasted_percent * 100:.2f}%")
     if show_layers:
-        t = Table(title="Layers", title_justify="left", show_edge=False, pad_edge=False)
-        for col, just in (("#", "right"), ("compressed", "right"), ("files", "right"), ("dead weight", "right"),
-                          ("+/~/-", "right"), ("instruction", "left")):
-            t.add_column(col, justify=just, no_wrap=col != "instruction")
+        console.print()
+        console.print("[bold]Layers[/bold]")
+        t = _table(("#", "right"), ("compressed", "right"), ("file bytes", "right"), ("dead weight", "right"),
+                   ("+ / ~ / -", "right"), ("instruction", "left"))
         for r in a.layers:
             label = f"{r.index}{'*' if r.is_base else ''}"
             dead = human_bytes(r.reclaimable_bytes) if r.reclaimable_bytes else "-"
             t.add_row(label, human_bytes(r.compressed_bytes), human_bytes(r.layer_bytes), dead,
                       f"{r.files_added}/{r.files_modified}/{r.files_deleted}", _instr(r.created_by))
-        console.print()
         console.print(t)
         if s.base_layers:
-            console.print(f"  [dim]* base layer ({s.base_source})[/dim]")
+            console.print(f"  [dim]* base: {s.base_source}[/dim]")
     if a.wasted:
-        t = Table(title=f"Dead weight: {human_bytes(s.reclaimable_bytes)} in layers that nothing can see",
-                  title_justify="left", show_edge=False, pad_edge=False)
-        t.add_column("bytes", justify="right", no_wrap=True)
-        t.add_column("path")
-        t.add_column("written by", no_wrap=False)
-        t.add_column("hidden by", no_wrap=False)
+        console.print()
+        console.print(f"[bold]Dead weight: {human_bytes(s.reclaimable_bytes)} that later layers hid but cannot free[/bold]")
+        t = _table(("bytes", "right"), ("path", "left"), ("written in", "right"), ("hidden in", "right"))
         for g in a.wasted[:top]:
             path = g.path + (f" ({g.files} files)" if g.files > 1 else "")
-            t.add_row(human_bytes(g.bytes), path, f"{g.layer}: {_instr(g.created_by, 40)}",
-                      f"{g.hidden_by_layer}: {_instr(g.hidden_by_created_by, 40)} ({g.how})")
-        console.print()
+            t.add_row(human_bytes(g.bytes), path, f"layer {g.layer}", f"layer {g.hidden_by_layer} ({g.how})")
         console.print(t)
         if len(a.wasted) > top:
             rest = sum(g.bytes for g in a.wasted[top:])
             console.print(f"  … and {len(a.wasted) - top} more ({human_bytes(rest)}); --top N or --format json for all")
-        fixes: dict[str, int] = {}
-        for g in a.wasted[:top]:
-            fixes[g.fix] = fixes.get(g.fix, 0) + g.bytes
         console.print()
         console.print("[bold]What to do[/bold]")
-        for fix, b in sorted(fixes.items(), key=lambda kv: -kv[1])[:5]:
-            console.print(f"  • {human_bytes(b)}: {fix}")
+        flows: dict[tuple[int, int], int] = {}
+        for f in a.flows:
+            flows[(f.layer, f.hidden_by_layer)] = f.bytes
+        shown = 0
+        for (w, h), b in sorted(flows.items(), key=lambda kv: -kv[1]):
+            if shown == 3:
+                break
+            shown += 1
+            group = next(g for g in a.wasted if (g.layer, g.hidden_by_layer) == (w, h))
+            console.print(f"  • {human_bytes(b)} written by layer {w} ({_instr(group.created_by, 50)}) and hidden by "
+                          f"layer {h} ({_instr(group.hidden_by_created_by, 50)}):")
+            console.print(f"    {group.fix}")
     else:
         console.print()
         console.print("No dead weight: every byte in the layers is visible in the final filesystem.")
     if a.directories:
-        t = Table(title="Largest directories (final filesystem)", title_justify="left", show_edge=False,
-                  pad_edge=False)
-        t.add_column("bytes", justify="right")
-        t.add_column("files", justify="right")
-        t.add_column("directory")
+        console.print()
+        console.print("[bold]Largest directories of the final filesystem[/bold]")
+        t = _table(("bytes", "right"), ("files", "right"), ("directory", "left"))
         for x in a.directories[:top]:
             t.add_row(human_bytes(x.bytes), f"{x.files:,}", x.path)
-        console.print()
         console.print(t)
     if a.findings:
         console.print()

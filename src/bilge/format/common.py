@@ -32,11 +32,17 @@ def use_color(stream=None) -> bool:
         return False
 
 
+class _Console(Console):
+    def on_broken_pipe(self) -> None:  # rich would exit 1; let the CLI decide (a closed pipe is not an error)
+        self.quiet = True
+        raise BrokenPipeError
+
+
 def console(stream=None, *, stderr: bool = False) -> Console:
     """A rich console: colour only on a TTY and never with NO_COLOR; wide enough when piped."""
     stream = stream or (sys.stderr if stderr else sys.stdout)
     color = use_color(stream)
-    return Console(
+    return _Console(
         file=stream,
         force_terminal=color,
         no_color=not color,

@@ -46,7 +46,33 @@ def sort_findings(findings: Iterable[Finding]) -> list[Finding]:
 def scan_image_config(image: Image, scanner: Scanner, stats: ScanStats | None = None) -> list[Finding]:
     """Findings in history, Env, Labels, Entrypoint/Cmd and annotations (no layer is read)."""
     stats = stats if stats is not None else ScanStats()
-    return scan_history(image, scanner, stats) + scan_config(image, scanner, stats)
+    return merge_config_into_history(scan_history(image, scanner, stats), scan_config(image, scanner, stats))
+
+
+def merge_config_into_history(history: list[Finding], config: list[Finding]) -> list[Finding]:
+    """An ENV/LABEL secret in the config and in the history line that set it is one finding.
+
+    The config finding stays (it is what every container gets); the history entries that set the
+    same key to the same value are listed in its ``also_in_history``. History findings with other
+    values (an ENV overridden later, a build arg) stay as they are.
+    """
+    from dataclasses import replace
+
+    keyed = {(f.location.kind, f.location.key, f.rule, f.secret): i for i, f in enumerate(config)
+             if f.location.kind in ("env", "label")}
+    out_config = list(config)
+    kept: list[Finding] = []
+    for f in history:
+        instr = (f.location.instruction or "").split("#(nop)")[-1].split(None, 1)
+        kind = {"ENV": "env", "LABEL": "label"}.get(instr[0] if instr else "")
+        i = keyed.get((kind, f.location.key, f.rule, f.secret)) if kind else None
+        if i is None:
+            kept.append(f)
+            continue
+        c = out_config[i]
+        indexes = sorted({*c.also_in_history, f.location.history_index, *f.also_in_history} - {None})
+        out_config[i] = replace(c, also_in_history=tuple(indexes))
+    return kept + out_config
 
 
 def scan_source(src: Any, ruleset: Ruleset | None = None, *, files: bool = True, scan_binaries: bool = False,

@@ -36,10 +36,10 @@ def is_secret_name(name: str, rules: NameRules) -> bool:
     """True when ``name`` says its value is a secret (TOKEN, DB_PASSWORD, apiKey, _authToken ...)."""
     if not name or len(name) > 120:
         return False
-    if rules.always_credential(name):
-        return True
     if rules.excluded(name):
         return False
+    if rules.always_credential(name):
+        return True
     words = name_words(name)
     if not words:
         return False
@@ -74,6 +74,7 @@ def shannon_entropy(value: str) -> float:
 
 _VERSION = re.compile(r"^v?[0-9]+(?:[.][0-9A-Za-z]+)+(?:[-+~][0-9A-Za-z.~+-]*)?$|^[0-9]+[-+~:][0-9][0-9A-Za-z.~+:-]*$")
 _NUMBER = re.compile(r"^[0-9]{1,6}$")
+_INTERPOLATION = re.compile(r"\$[A-Za-z_{(@]|\\\$|%\([A-Za-z_]+\)s")  # $VAR, ${..}, $(..), \$, %(name)s
 _SAME_CHAR = re.compile(r"^(.)\1+$")
 _REFERENCE = re.compile(r"^(?:\$[A-Za-z_{(]|%[A-Za-z_]+%$|\{\{|<%|#\{|@[A-Za-z_]+@$|!Ref\b|!Sub\b|ENC\[)")
 _CODEISH = re.compile(
@@ -103,7 +104,7 @@ def value_kind(value: str, rules: NameRules, name: str = "") -> str | None:
         return None
     if name and low in (name.lower(), name.lower().replace("_", "-")):
         return None
-    if _REFERENCE.match(v) or any(p in low for p in rules.placeholder_parts):
+    if _REFERENCE.match(v) or _INTERPOLATION.search(v) or any(p in low for p in rules.placeholder_parts):
         return None
     if _SAME_CHAR.match(v) or _NUMBER.match(v) or _VERSION.match(v):
         return None
@@ -124,6 +125,8 @@ def is_strong(value: str) -> bool:
     classes = sum((any(c.islower() for c in value), any(c.isupper() for c in value),
                    any(c.isdigit() for c in value), any(not c.isalnum() for c in value)))
     h = shannon_entropy(value)
-    if n >= 20 and h >= 3.5:
+    mixed = any(c.isdigit() for c in value) or any(c.isupper() for c in value)
+    if n >= 20 and h >= 3.5 and mixed:
         return True
-    return n >= 12 and h >= 3.0 and classes >= 2
+    # lower-case words joined by '-' (elevated-privileges) are prose, not a generated token
+    return n >= 12 and h >= 3.0 and classes >= 2 and mixed

@@ -170,7 +170,10 @@ def _where_line(f: Finding) -> str:
             extra = f" and {len(f.also_in_history) - 12} more" if len(f.also_in_history) > 12 else ""
             text += f"  (also in history {more}{extra})"
         return text
-    return where_text(f)
+    text = where_text(f)
+    if f.also_in_history:
+        text += "  (set in history " + ", ".join(f"#{i}" for i in f.also_in_history[:12]) + ")"
+    return text
 
 
 def render_text(report: Report, console: Console, *, show_secrets: bool = False, verbose: bool = False) -> None:

@@ -1,8 +1,8 @@
 """Secret-detection rules: the built-in data file, merged with the user's configuration.
 
-Rules are data (``rules.toml`` next to this module). The user's ``[tool.bilge.secrets]`` table can
-add rules (``[[tool.bilge.secrets.rule]]``, same fields), replace a built-in rule by id, change
-severities (``severity = {jwt = "low"}``), disable rules (``disable = ["jwt"]``), or point at a
+Rules are data (``bilge/data/secrets/rules.toml``, shipped as package data). The user's
+``[tool.bilge.secrets]`` table can add rules (``[[tool.bilge.secrets.rule]]``, same fields), replace a
+built-in rule by id, change severities (``severity = {jwt = "low"}``), disable rules (``disable = ["jwt"]``), or point at a
 whole rules file of their own (``rules_file = "path.toml"``, which replaces the built-in format
 rules and keeps the name rules unless it has its own ``[names]``).
 """
@@ -69,14 +69,20 @@ class NameRules:
     credential_names: tuple[str, ...]
     placeholders: frozenset[str]
     placeholder_parts: tuple[str, ...]
+    not_with_colon: frozenset[str] = frozenset()  # "passwd: files" (nsswitch.conf) is not an assignment
     severity: str | None = None  # the user's override; None: decided per finding
     enabled: bool = True
 
     def excluded(self, name: str) -> bool:
-        return _globs_rx(self.exclude_names).match(name.upper()) is not None
+        # Password-Type, db.password.file: '-' and '.' separate words like '_'
+        return _globs_rx(self.exclude_names).match(_norm(name)) is not None
 
     def always_credential(self, name: str) -> bool:
         return _globs_rx(self.credential_names).match(name.upper()) is not None
+
+
+def _norm(name: str) -> str:
+    return name.upper().replace("-", "_").replace(".", "_")
 
 
 @lru_cache(maxsize=64)
@@ -214,13 +220,15 @@ def parse_names(obj: Mapping[str, Any], where: str) -> NameRules:
     def low_set(key: str) -> frozenset[str]:
         return frozenset(v.lower() for v in _str_list(obj.get(key), f"{where}: {key}"))
 
-    kws = _str_list(obj.get("keywords"), f"{where}: keywords")
+    kws = [k.lower() for k in _str_list(obj.get("keywords"), f"{where}: keywords")]
     if not kws:
         raise BilgeError(f"{where}: keywords must not be empty")
+    # every secret word must pass the pre-filter: add those no keyword already covers
+    kws += sorted(w for w in low_set("words") if not any(k in w for k in kws))
     return NameRules(
         id=str(obj.get("id", "secret-assignment")),
         title=str(obj.get("title", "Secret-like variable assigned a literal value")),
-        keywords=tuple(k.lower().encode() for k in kws),
+        keywords=tuple(k.encode() for k in kws),
         words=low_set("words"),
         key_qualifiers=low_set("key_qualifiers"),
         auth_alone=low_set("auth_alone"),
@@ -228,6 +236,7 @@ def parse_names(obj: Mapping[str, Any], where: str) -> NameRules:
         credential_names=tuple(_str_list(obj.get("credential_names"), f"{where}: credential_names")),
         placeholders=low_set("placeholders"),
         placeholder_parts=tuple(v.lower() for v in _str_list(obj.get("placeholder_parts"), f"{where}: placeholder_parts")),
+        not_with_colon=low_set("not_with_colon"),
     )
 
 
@@ -290,14 +299,18 @@ def _read_rules_text(text: str, where: str) -> dict[str, Any]:
         raise BilgeError(f"{where}: invalid TOML: {exc}") from None
 
 
+def builtin_rules_text() -> str:
+    """The built-in rules file, ``bilge/data/secrets/rules.toml`` (package data)."""
+    try:
+        return resources.files("bilge").joinpath("data", "secrets", "rules.toml").read_text(encoding="utf-8")
+    except OSError:
+        raise BilgeError("the built-in secret rules are missing (bilge/data/secrets/rules.toml was not "
+                         "installed with the package)") from None
+
+
 @lru_cache(maxsize=1)
 def _builtin_data() -> dict[str, Any]:
-    text = resources.files("bilge.secrets").joinpath("rules.toml").read_text(encoding="utf-8")
-    return _read_rules_text(text, "built-in rules.toml")
-
-
-def builtin_rules_text() -> str:
-    return resources.files("bilge.secrets").joinpath("rules.toml").read_text(encoding="utf-8")
+    return _read_rules_text(builtin_rules_text(), "built-in rules.toml")
 
 
 def _parse_rule_list(items: Any, where: str, base: Mapping[str, Rule] | None = None) -> list[Rule]:

@@ -9,9 +9,10 @@ asks the merged filesystem whether each version is still visible (``deleted``).
 
 from __future__ import annotations
 
+import hashlib
 import posixpath
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bilge.secrets.credfiles import MAX_CREDFILE, parse_credfile, recognise
@@ -20,6 +21,7 @@ from bilge.secrets.model import Finding, Location, ScanStats
 from bilge.secrets.textscan import FILE_CODE, FILE_CONFIG, NO_NAMES, Hit, Scanner, classify, dedupe
 
 CHUNK = 4 << 20
+HEAD = 64 << 10  # bytes read to tell text from binary
 OVERLAP = 64 << 10
 
 
@@ -42,6 +44,11 @@ class FileVisitor:
     overlap: int = OVERLAP
     hits: list[FileHit] = field(default_factory=list)
     _layers_seen: set[int] = field(default_factory=set)
+    # identical contents (a file rewritten by a later chown/chmod, COPY --from duplicates) are
+    # scanned once: sha1 of the body + scan context -> hits with their lines. A body is hashed only
+    # when a cheap signature (size, head, tail) was seen before, so unique files cost nothing.
+    _seen: dict[tuple[bytes, str, bool], list[tuple[Hit, int]]] = field(default_factory=dict)
+    _sigs: set[tuple[int, bytes, bytes]] = field(default_factory=set)
 
     def __call__(self, layer: Any, entry: Any) -> None:
         if layer.index not in self._layers_seen:
@@ -63,8 +70,11 @@ class FileVisitor:
             self.stats.scanned.add(0)
             return
         body = entry.fileobj  # an independent reader (entry.read() always starts at offset 0)
-        first = _read(body, min(size, self.chunk))
+        # classify from the head; only text (or a credential file) is read further
+        first = _read(body, min(size, HEAD))
         kind = classify(first[:8192])
+        if len(first) < size and (kind == "text" or cred or (kind == "binary" and self.scan_binaries)):
+            first += _read(body, min(size, self.chunk) - len(first))
         found: list[tuple[Hit, int]] = []
         if cred:
             self.stats.credential_files += 1
@@ -78,6 +88,8 @@ class FileVisitor:
             library = paths.is_library(path)
             if kind != "text" or paths.names_off(path):
                 context = NO_NAMES
+            elif first.startswith(b"#!"):
+                context = _script_context(first)
             elif paths.is_config(path) or not posixpath.splitext(path)[1]:
                 context = FILE_CONFIG
             else:
@@ -101,7 +113,15 @@ class FileVisitor:
     def _scan_body(self, first: bytes, body: Any, size: int, context: str, library: bool) -> list[tuple[Hit, int]]:
         scan = self.scanner.scan
         if len(first) >= size:
-            return _with_lines(first, scan(first, context, library), 0, 0)
+            sig = (size, first[:64], first[-64:])
+            if sig not in self._sigs:
+                self._sigs.add(sig)
+                return _with_lines(first, scan(first, context, library), 0, 0)
+            key = (hashlib.sha1(first).digest(), context, library)
+            cached = self._seen.get(key)
+            if cached is None:
+                cached = self._seen[key] = _with_lines(first, scan(first, context, library), 0, 0)
+            return cached
         out: list[tuple[Hit, int]] = []
         seen: set[tuple[str, int]] = set()
         buf = first
@@ -128,6 +148,15 @@ class FileVisitor:
             lines_before += buf.count(b"\n", 0, dropped)
             base += dropped
             buf = buf[dropped:] + more
+
+
+_CODE_INTERPRETERS = (b"perl", b"python", b"ruby", b"node", b"php", b"lua", b"tclsh", b"awk", b"deno", b"bun")
+
+
+def _script_context(first: bytes) -> str:
+    """A script is source code when its interpreter is a programming language, config-like for shells."""
+    line = first[:200].split(b"\n", 1)[0]
+    return FILE_CODE if any(i in line for i in _CODE_INTERPRETERS) else FILE_CONFIG
 
 
 def _read(body: Any, n: int) -> bytes:
@@ -172,11 +201,5 @@ def file_findings(hits: list[FileHit], version_at: Callable[[str, int], Any] | N
         loc = Location(kind="file", layer=fh.layer, layer_digest=fh.layer_digest, path=fh.path,
                        line=fh.line or None, instruction=fh.created_by or None)
         f = make_finding(fh.hit, loc, "file-deleted" if deleted else "file")
-        out.append(_with_hidden(f, deleted, hidden_by, hidden_how))
+        out.append(replace(f, deleted=deleted, hidden_by=hidden_by, hidden_how=hidden_how))
     return out
-
-
-def _with_hidden(f: Finding, deleted: bool, hidden_by: int | None, hidden_how: str | None) -> Finding:
-    from dataclasses import replace
-
-    return replace(f, deleted=deleted, hidden_by=hidden_by, hidden_how=hidden_how)

@@ -70,6 +70,12 @@ class KeywordIndex:
             return {m[0] for m in self._ac.find_matches_as_indexes(low, overlapping=True)}
         return {i for i, kw in enumerate(self.keywords) if kw in low}
 
+    def matches(self, low: bytes) -> list[tuple[int, int, int]] | None:
+        """Every (keyword, start, end) occurrence, when accelerated; None otherwise."""
+        if self._ac is None:
+            return None
+        return self._ac.find_matches_as_indexes(low, overlapping=True)
+
 
 class Scanner:
     """Compiled form of a :class:`Ruleset` for fast repeated scanning."""
@@ -95,12 +101,14 @@ class Scanner:
             for kw in ruleset.names.keywords:
                 self._name_kw[kw_id(kw)] = kw
         self.index = KeywordIndex(keywords, use_accelerator)
+        self._name_cache: dict[str, bool] = {}
 
     # ------------------------------------------------------------------------------------
     def scan(self, buf: bytes, context: str, library: bool = False) -> list[Hit]:
         """All hits in ``buf`` (deduplicated: overlapping hits keep the most specific)."""
         low = buf.lower()
-        present = self.index.present(low)
+        found = self.index.matches(low)
+        present = {m[0] for m in found} if found is not None else self.index.present(low)
         if not present:
             return []
         rule_ids: set[int] = set()
@@ -111,57 +119,88 @@ class Scanner:
             rule = self.ruleset.rules[ri]
             hits.extend(_run_rule(rule, buf, library, self.ruleset.names))
         if context != NO_NAMES and not library:
-            name_kws = [self._name_kw[k] for k in present if k in self._name_kw]
-            if name_kws:
-                hits.extend(self._names(buf, low, name_kws, context))
+            name_ids = [k for k in present if k in self._name_kw]
+            if name_ids:
+                if found is not None:
+                    ids = set(name_ids)
+                    positions = sorted({start for k, start, _ in found if k in ids})
+                else:
+                    positions = sorted({p for k in name_ids for p in _find_all(low, self._name_kw[k])})
+                hits.extend(self._names(buf, positions, context))
         return dedupe(hits)
 
     # ------------------------------------------------------------------------------------
-    def _names(self, buf: bytes, low: bytes, kws: list[bytes], context: str) -> list[Hit]:
+    def _secret_name(self, name: str) -> bool:
+        known = self._name_cache.get(name)
+        if known is None:
+            known = self._name_cache[name] = is_secret_name(name, self.ruleset.names)
+        return known
+
+    def _names(self, buf: bytes, positions: list[int], context: str) -> list[Hit]:
         names = self.ruleset.names
         seen: set[int] = set()
         out: list[Hit] = []
-        for kw in kws:
-            pos = low.find(kw)
-            while pos >= 0:
-                back = _IDENT_BACK.search(buf, max(0, pos - 120), pos)
-                left = back.start() if back else pos
+        shell = context == SHELL
+        last_right = -1
+        for pos in positions:
+            if pos < last_right:
+                continue  # a second keyword inside the same identifier
+            if shell:
                 right = _IDENT_FWD.match(buf, pos).end()  # type: ignore[union-attr]
-                pos = low.find(kw, max(right, pos + 1))
-                if left in seen:
+            else:
+                m = _CANDIDATE.match(buf, pos)  # the identifier, only when an operator follows
+                if m is None:
                     continue
-                seen.add(left)
-                raw_name = buf[left:right]
-                name = raw_name.lstrip(b"-.").decode("latin-1")
-                flag = raw_name.startswith(b"-")
-                if not name or not is_secret_name(name, names):
-                    continue
-                parsed = _assignment(buf, left, right, context, flag)
-                if parsed is None:
-                    continue
-                vstart, vend, quoted = parsed
-                value = buf[vstart:vend].decode("utf-8", "replace")
-                if context == FILE_CODE and not quoted:
-                    continue
-                kind = value_kind(value, names, name)
-                if kind is None:
-                    continue
-                if names.always_credential(name):
-                    kind = "strong"
-                if names.severity:
-                    severity = names.severity
-                elif context in (SHELL,):
-                    severity = "high"
-                else:
-                    severity = "high" if kind == "strong" else "medium"
-                out.append(Hit(names.id, names.title, severity, value, vstart, vend, key=name,
-                               reveal=3, named=True,
-                               note="" if kind == "strong" else "short or human-chosen value"))
+                right = m.end()
+            last_right = right
+            seg = buf[max(0, pos - 120):pos]
+            left = pos - (len(seg) - len(seg.rstrip(_IDENT_CHARS)))
+            if left in seen:
+                continue
+            seen.add(left)
+            raw_name = buf[left:right]
+            name = raw_name.lstrip(b"-.").decode("latin-1")
+            if not name or not self._secret_name(name) or buf[max(0, left - 2):left] == b"::":
+                continue  # not secret-like, or a namespaced identifier (CPAN::HTTP::Credentials)
+            parsed = _assignment(buf, left, right, context, raw_name.startswith(b"-"))
+            if parsed is None:
+                continue
+            vstart, vend, quoted, op = parsed
+            if op == b":" and name.lower() in names.not_with_colon:
+                continue
+            value = buf[vstart:vend].decode("utf-8", "replace")
+            if context == FILE_CODE and not quoted:
+                continue
+            kind = value_kind(value, names, name)
+            if kind is None or (context == FILE_CODE and kind != "strong"):
+                continue  # in source code only a quoted, generated-looking literal counts
+            if names.always_credential(name):
+                kind = "strong"
+            if names.severity:
+                severity = names.severity
+            elif shell:
+                severity = "high"
+            else:
+                severity = "high" if kind == "strong" else "medium"
+            out.append(Hit(names.id, names.title, severity, value, vstart, vend, key=name,
+                           reveal=3, named=True,
+                           note="" if kind == "strong" else "short or human-chosen value"))
         return out
 
 
-_IDENT_BACK = re.compile(rb"[A-Za-z0-9_.\-]+\Z")
+def _find_all(low: bytes, kw: bytes) -> list[int]:
+    out = []
+    pos = low.find(kw)
+    while pos >= 0:
+        out.append(pos)
+        pos = low.find(kw, pos + 1)
+    return out
+
+
+_IDENT_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-"
 _IDENT_FWD = re.compile(rb"[A-Za-z0-9_.\-]*")
+# the rest of an identifier, only when an assignment operator (or XML's ">") follows it
+_CANDIDATE = re.compile(rb"""[A-Za-z0-9_.\-]*(?=["']?[ \t]{0,10}(?:=|:|>))""")
 # after the name: an optional closing quote, an operator, an optional opening quote, the value
 _ASSIGN = re.compile(
     rb"""(?P<close>["']?)[ \t]{0,10}(?P<op>=>|:=|==?|:(?![:/]))[ \t]{0,10}"""
@@ -171,12 +210,12 @@ _XML = re.compile(rb""">[ \t]{0,10}(?P<v>[^<>\s][^<>\r\n]{0,1023}?)[ \t]{0,10}</
 _FLAG = re.compile(rb"""[ \t]{1,5}(?:"(?P<dq>[^"\r\n]{1,1024})"|'(?P<sq>[^'\r\n]{1,1024})'|(?P<bare>[^\s"'`;|&<>-][^\s"'`;|&<>]{0,1023}))""")
 
 
-def _assignment(buf: bytes, left: int, right: int, context: str, flag: bool) -> tuple[int, int, bool] | None:
-    """(value start, value end, quoted) for the assignment after the name at buf[left:right]."""
+def _assignment(buf: bytes, left: int, right: int, context: str, flag: bool) -> tuple[int, int, bool, bytes] | None:
+    """(value start, value end, quoted, operator) for the assignment after the name at buf[left:right]."""
     if left > 0 and buf[left - 1:left] == b"<":
         m = _XML.match(buf, right)
         if m:
-            return m.start("v"), m.end("v"), True
+            return m.start("v"), m.end("v"), True, b">"
         return None
     m = _ASSIGN.match(buf, right)
     if m:
@@ -188,15 +227,15 @@ def _assignment(buf: bytes, left: int, right: int, context: str, flag: bool) -> 
             return None
         for g in ("dq", "sq"):
             if m.group(g) is not None:
-                return m.start(g), m.end(g), True
-        return m.start("bare"), m.end("bare"), False
+                return m.start(g), m.end(g), True, op
+        return m.start("bare"), m.end("bare"), False, op
     if flag and context == SHELL:
         m = _FLAG.match(buf, right)
         if m:
             for g in ("dq", "sq"):
                 if m.group(g) is not None:
-                    return m.start(g), m.end(g), True
-            return m.start("bare"), m.end("bare"), False
+                    return m.start(g), m.end(g), True, b" "
+            return m.start("bare"), m.end("bare"), False, b" "
     return None
 
 
@@ -227,7 +266,7 @@ def _run_rule(rule: Rule, buf: bytes, library: bool, names: NameRules) -> list[H
             if verdict is None:
                 continue
             if verdict:
-                severity, note = verdict
+                severity, note = verdict[0] or severity, verdict[1]
         if library and rule.library_severity:
             if _RANKS[rule.library_severity] < _RANKS[severity]:
                 severity = rule.library_severity
@@ -254,7 +293,7 @@ def dedupe(hits: list[Hit]) -> list[Hit]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Validators: None drops the match; () keeps it as is; (severity, note) changes it.
+# Validators: None drops the match; () keeps it as is; (severity, note) changes it ("" keeps the severity).
 
 _Verdict = tuple[str, str] | tuple[()] | None
 
@@ -277,7 +316,7 @@ def _v_pem(m: re.Match[bytes], secret: str, names: NameRules) -> _Verdict:
             cipher = raw[19:19 + n]
             if cipher and cipher != b"none":
                 return ("medium", f"encrypted ({cipher.decode('ascii', 'replace')}): protected by a passphrase")
-    return ()
+    return ("", f"{kind.lower()}, not encrypted")
 
 
 def _b64url(s: str) -> bytes:
@@ -354,10 +393,15 @@ _MAGIC: tuple[tuple[bytes, str], ...] = (
 )
 
 
+_MAGIC_FIRST = frozenset(m[0] for m, _ in _MAGIC)
+
+
 def classify(head: bytes) -> str:
     """``text``, ``binary`` or ``archive`` (compressed/packed: never opened) from the first bytes."""
-    for magic, kind in _MAGIC:
-        if head.startswith(magic):
+    if head and head[0] in _MAGIC_FIRST:
+        for magic, kind in _MAGIC:
+            if not head.startswith(magic):
+                continue
             if magic == b"MZ" and b"\x00" not in head[:512]:
                 continue  # text that starts with "MZ"
             if magic == b"BZh" and not (len(head) > 3 and head[3:4].isdigit()):
