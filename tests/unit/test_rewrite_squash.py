@@ -337,7 +337,7 @@ def test_memory_stays_flat_bodies_are_streamed(tmp_path):
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert res.written_file_bytes == big + 1
-    assert peak < 24 << 20, peak
+    assert peak < 32 << 20, peak  # a third of the 96 MiB body: bodies are streamed, never held
 
 
 def _patch_history(layout: Path, history: list[dict]) -> None:
