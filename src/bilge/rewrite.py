@@ -543,8 +543,8 @@ def plan_slim(read: ReadFS, image: Image, keep_paths: Sequence[str], *, entrypoi
         if v.kind == "dir":
             paths.append("/" + real)
         elif v.body is not None and view is not None:
-            head = view.read_small("/" + real, 2) if view.elf("/" + real) is None else b"\x7fE"
-            if view.elf("/" + real) is not None or (head or b"").startswith(b"#!"):
+            # an ELF file or a #! script is a program: its closure (or interpreter's) comes along
+            if view.elf("/" + real) is not None or (view.read_small("/" + real, 2) or b"").startswith(b"#!"):
                 binaries.append("/" + real)
     notes: list[str] = []
     missing: list[str] = []
