@@ -1,0 +1,304 @@
+"""`bilge squash`, `bilge scrub`, `bilge slim`: write a smaller, cleaner image, offline."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from enum import StrEnum
+
+import typer
+
+from bilge.errors import BilgeError
+
+
+class Format(StrEnum):
+    text = "text"
+    json = "json"
+
+
+class Mode(StrEnum):
+    remove = "remove"
+    redact = "redact"
+
+
+class CompressionKind(StrEnum):
+    gzip = "gzip"
+    zstd = "zstd"
+    none = "none"
+
+
+OUTPUT_HELP = ("Where to write: oci:DIR or oci:DIR:TAG, oci-archive:PATH or oci-archive:PATH:TAG, "
+               "docker-archive:PATH or docker-archive:PATH:NAME:TAG (the last is what `docker load` reads).")
+LEVEL_HELP = ("Compression level. gzip: 1-3 use ISA-L (fast), 4-9 use zlib (smaller, slower); default 3. "
+              "zstd: 1-22, default 3.")
+
+
+def _compression(kind: CompressionKind, level: int | None):
+    from bilge.sink import Compression
+
+    return Compression(kind.value, level)
+
+
+def _warn(message: str) -> None:
+    sys.stderr.write(f"bilge: warning: {message}\n")
+
+
+def _check_output_compat(output: str, kind: CompressionKind) -> None:
+    if output.startswith("docker-archive:") and kind is CompressionKind.zstd:
+        _warn("docker load of Docker Engine 20.10 cannot read zstd layers; newer engines can. "
+              "Use --compression gzip for older engines.")
+
+
+def render_squash_text(res, elapsed: float) -> None:
+    from bilge.format.common import console, human_bytes
+
+    con = console()
+    first, last = res.squashed_layers[0], res.squashed_layers[-1]
+    span = f"layers {first}-{last}" if last > first else f"layer {first}"
+    con.print(f"squashed {span} of {res.reference} into one layer", soft_wrap=True, markup=False)
+    con.print(f"  output  {res.output.output}", soft_wrap=True, markup=False)
+    for rec in res.output.layers:
+        if rec.copied:
+            con.print(f"  kept   {rec.digest[:19]}  {human_bytes(rec.size):>9}  (base layer, byte for byte)")
+        else:
+            c = res.counts
+            con.print(f"  wrote  {rec.digest[:19]}  {human_bytes(rec.size):>9}  "
+                      f"{c.files} files, {c.dirs} dirs, {c.symlinks} symlinks, {c.hardlinks} hardlinks"
+                      + (f", {c.whiteouts} whiteouts" if c.whiteouts else ""))
+    con.print(f"  dropped {human_bytes(res.bytes_saved)} of hidden files (uncompressed; analyze's reclaimable "
+              f"bytes for {span})")
+    con.print(f"  layers  {res.layers_in} -> {len(res.output.layers)};  stored {human_bytes(res.input_bytes)} -> "
+              f"{human_bytes(res.output_bytes)};  {elapsed:.1f}s")
+    con.print(f"  image   {res.output.config_digest}")
+    for line in res.dropped:
+        _warn(f"not written: {line}")
+    for line in res.findings:
+        _warn(line)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("squash")
+    def squash_cmd(
+        reference: str = typer.Argument(..., metavar="REF",
+                                        help="Image: docker-archive:PATH, oci:DIR, oci-archive:PATH (each with an optional "
+                                             ":TAG), or a path (sniffed)."),
+        output: str = typer.Option(..., "--output", "-o", help=OUTPUT_HELP),
+        from_layer: int = typer.Option(None, "--from-layer", min=0,
+                                       help="Keep layers 0..N-1 untouched; squash N..last into one."),
+        base: str = typer.Option(None, "--base",
+                                 help="Keep the layers of this base image untouched; squash the rest."),
+        compression: CompressionKind = typer.Option(CompressionKind.gzip, "--compression",
+                                                    help="Layer compression."),
+        level: int = typer.Option(None, "--level", help=LEVEL_HELP),
+        platform: str = typer.Option(None, "--platform", help="OS/ARCH or OS/ARCH/VARIANT, for multi-platform images."),
+        fmt: Format = typer.Option(Format.text, "--format", "-f", help="Report format."),
+        no_verify: bool = typer.Option(False, "--no-verify", help="Skip digest verification of the input."),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="No report, no progress."),
+    ) -> None:
+        """Merge layers into one that holds only what is visible; report the bytes dropped.
+
+        Reproducible: the same input and options give the same bytes (mtimes clamped to SOURCE_DATE_EPOCH when set).
+        """
+        from bilge.commands.analyze import progress_reporter
+        from bilge.rewrite import squash
+        from bilge.sink import parse_output, source_date_epoch
+        from bilge.source import open_image
+
+        spec = parse_output(output)
+        comp = _compression(compression, level)
+        _check_output_compat(output, compression)
+        clamp = source_date_epoch()
+        started = time.perf_counter()
+        base_image = None
+        if base:
+            with open_image(base, platform=platform, verify=False) as bsrc:
+                base_image = bsrc.image
+        with open_image(reference, platform=platform, verify=not no_verify) as src:
+            advance, stop = progress_reporter(src, quiet or fmt is Format.json)
+            try:
+                res = squash(src, spec, from_layer=from_layer, base=base_image, compression=comp, clamp=clamp,
+                             progress=advance, command=_command_line("squash", from_layer, base))
+            finally:
+                stop()
+        elapsed = time.perf_counter() - started
+        if fmt is Format.json:
+            doc = res.to_json()
+            doc["seconds"] = round(elapsed, 3)
+            sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        elif not quiet:
+            render_squash_text(res, elapsed)
+
+
+    @app.command("scrub")
+    def scrub_cmd(
+        reference: str = typer.Argument(..., metavar="REF", help="Image (as for squash)."),
+        output: str = typer.Option(..., "--output", "-o", help=OUTPUT_HELP),
+        env: Mode = typer.Option(Mode.remove, "--env", help="ENV variables holding a secret: remove or redact."),
+        labels: Mode = typer.Option(Mode.remove, "--labels", help="Labels holding a secret: remove or redact."),
+        severity: str = typer.Option("high", "--severity", "-s",
+                                     help="Scrub findings at or above this severity (as `bilge secrets`)."),
+        remove_files: bool = typer.Option(False, "--remove-files",
+                                          help="Also delete files that still hold a secret in the final "
+                                               "filesystem (otherwise they stay, and scrub exits 1)."),
+        compression: CompressionKind = typer.Option(CompressionKind.gzip, "--compression", help="Layer compression."),
+        level: int = typer.Option(None, "--level", help=LEVEL_HELP),
+        platform: str = typer.Option(None, "--platform", help="OS/ARCH or OS/ARCH/VARIANT, for multi-platform images."),
+        fmt: Format = typer.Option(Format.text, "--format", "-f", help="Report format."),
+        no_verify: bool = typer.Option(False, "--no-verify", help="Skip digest verification of the input."),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="No report, no progress."),
+    ) -> None:
+        """Remove the secrets `bilge secrets` finds: history values redacted (the instruction stays
+        readable), ENV/labels removed or redacted, and files holding a secret squashed away from the
+        first layer that has one. Exit 1 when secrets remain in visible files (see --remove-files)."""
+        from bilge.commands.analyze import progress_reporter
+        from bilge.rewrite import scrub
+        from bilge.sink import parse_output, source_date_epoch
+        from bilge.source import open_image
+
+        spec = parse_output(output)
+        comp = _compression(compression, level)
+        _check_output_compat(output, compression)
+        ruleset, ignores = _secrets_setup()
+        from bilge.secrets.rules import SEVERITIES
+
+        if severity not in SEVERITIES:
+            raise BilgeError(f"--severity {severity}: expected one of {', '.join(SEVERITIES)}")
+        started = time.perf_counter()
+        with open_image(reference, platform=platform, verify=not no_verify) as src:
+            advance, stop = progress_reporter(src, quiet or fmt is Format.json)
+            try:
+                res = scrub(src, spec, env_mode=env.value, label_mode=labels.value, remove_files=remove_files,
+                            ruleset=ruleset, severity=severity, ignores=ignores,
+                            compression=comp, clamp=source_date_epoch(), progress=advance,
+                            command="bilge scrub" + (" --remove-files" if remove_files else ""))
+            finally:
+                stop()
+        elapsed = time.perf_counter() - started
+        d = res.details
+        if fmt is Format.json:
+            doc = res.to_json()
+            doc["seconds"] = round(elapsed, 3)
+            sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        elif not quiet:
+            from bilge.format.common import console, human_bytes
+
+            con = console()
+            total = d["config_findings"] + d["file_findings"]
+            con.print(f"scrubbed {res.reference}: {total} secret finding(s)", soft_wrap=True, markup=False)
+            con.print(f"  output  {res.output.output}", soft_wrap=True, markup=False)
+            for f in d["findings"]:
+                state = " (deleted file)" if f["deleted"] else ""
+                con.print(f"  found   {f['rule']}  {f['where']}  {f['secret']}{state}", soft_wrap=True, markup=False)
+            for a in d["actions"]:
+                con.print(f"  done    {a}", soft_wrap=True, markup=False)
+            if d["squashed_from"] is not None:
+                con.print(f"  done    squashed layers {d['squashed_from']}-{res.layers_in - 1}: the files' bytes "
+                          "are gone from the image", soft_wrap=True, markup=False)
+            for p in d["removed_files"]:
+                con.print(f"  done    removed {p}", soft_wrap=True, markup=False)
+            con.print(f"  layers  {res.layers_in} -> {len(res.output.layers)};  stored "
+                      f"{human_bytes(res.input_bytes)} -> {human_bytes(res.output_bytes)};  {elapsed:.1f}s")
+        for p in d["remaining"]:
+            _warn(f"a secret is still in {p} (visible in the final filesystem): fix the build, or rerun "
+                  "with --remove-files")
+        if d["remaining"]:
+            raise typer.Exit(1)
+
+    @app.command("slim")
+    def slim_cmd(
+        reference: str = typer.Argument(..., metavar="REF", help="Image (as for squash)."),
+        keep: list[str] = typer.Option([], "--keep", help="A path to keep (file or directory; repeatable). "
+                                                          "Programs among them bring their library closure."),
+        entrypoint: bool = typer.Option(False, "--entrypoint", help="Keep the Entrypoint/Cmd programs and their "
+                                                                    "closure."),
+        output: str = typer.Option(None, "--output", "-o", help=OUTPUT_HELP),
+        dry_run: bool = typer.Option(False, "--dry-run", help="Print what would be kept and its size; write nothing."),
+        compression: CompressionKind = typer.Option(CompressionKind.gzip, "--compression", help="Layer compression."),
+        level: int = typer.Option(None, "--level", help=LEVEL_HELP),
+        platform: str = typer.Option(None, "--platform", help="OS/ARCH or OS/ARCH/VARIANT, for multi-platform images."),
+        fmt: Format = typer.Option(Format.text, "--format", "-f", help="Report format."),
+        no_verify: bool = typer.Option(False, "--no-verify", help="Skip digest verification of the input."),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="No report, no progress."),
+    ) -> None:
+        """The multistage build after the fact: keep the given paths, the ELF closure of every program
+        kept (and of the entrypoint), /etc/passwd, /etc/group, nsswitch, CA certificates, timezone data
+        and /tmp; drop the rest into one layer. Exit 1 when a needed library is missing."""
+        from bilge.commands.analyze import progress_reporter
+        from bilge.rewrite import slim
+        from bilge.sink import parse_output, source_date_epoch
+        from bilge.source import open_image
+
+        if not dry_run and not output:
+            raise BilgeError("slim needs -o OUT (or --dry-run)")
+        spec = parse_output(output) if output and not dry_run else None
+        comp = _compression(compression, level)
+        if output:
+            _check_output_compat(output, compression)
+        started = time.perf_counter()
+        cmd = "bilge slim " + " ".join(f"--keep {k}" for k in keep) + (" --entrypoint" if entrypoint else "")
+        with open_image(reference, platform=platform, verify=not no_verify) as src:
+            advance, stop = progress_reporter(src, quiet or fmt is Format.json)
+            try:
+                res, plan = slim(src, spec, keep, entrypoint=entrypoint, compression=comp,
+                                 clamp=source_date_epoch(), progress=advance, dry_run=dry_run, command=cmd.strip())
+            finally:
+                stop()
+        elapsed = time.perf_counter() - started
+        d = res.details
+        if fmt is Format.json:
+            doc = res.to_json()
+            doc["dry_run"] = dry_run
+            doc["kept"] = sorted("/" + p for p in plan.keep.exact | plan.keep.trees)
+            doc["seconds"] = round(elapsed, 3)
+            sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        elif not quiet:
+            from bilge.format.common import console, human_bytes
+
+            con = console()
+            verb = "would keep" if dry_run else "kept"
+            con.print(f"slim {res.reference}: {verb} {d['kept_files']} of {d['visible_files']} files, "
+                      f"{human_bytes(d['kept_bytes'])} of {human_bytes(d['visible_bytes'])}", soft_wrap=True,
+                      markup=False)
+            if res.output:
+                con.print(f"  output  {res.output.output}", soft_wrap=True, markup=False)
+            for path, files, size in plan.top:
+                con.print(f"  {human_bytes(size):>9}  {files:>5} files  {path}", soft_wrap=True, markup=False)
+            if res.output:
+                con.print(f"  layers  {res.layers_in} -> {len(res.output.layers)};  stored "
+                          f"{human_bytes(res.input_bytes)} -> {human_bytes(res.output_bytes)};  {elapsed:.1f}s")
+        for line in d["missing"]:
+            _warn(f"missing library: {line}")
+        if d["missing"]:
+            raise typer.Exit(1)
+
+
+def _secrets_setup():
+    """The rules and silenced findings `bilge secrets` would use here ([tool.bilge.secrets], .bilgeignore)."""
+    from pathlib import Path
+
+    from bilge.config import find_config
+    from bilge.secrets.ignore import from_config, read_bilgeignore
+    from bilge.secrets.rules import load_ruleset
+
+    found, table = find_config()
+    section = table.get("secrets", {}) if isinstance(table, dict) else {}
+    if not isinstance(section, dict):
+        raise BilgeError(f"{found}: [tool.bilge.secrets] must be a table")
+    ruleset = load_ruleset(section, found.parent if found else None)
+    ignores = from_config(section.get("ignore"), str(found) if found else "config")
+    if Path(".bilgeignore").is_file():
+        ignores += read_bilgeignore(Path(".bilgeignore"))
+    return ruleset, ignores
+
+
+def _command_line(name: str, from_layer: int | None, base: str | None) -> str:
+    parts = [f"bilge {name}"]
+    if from_layer:
+        parts.append(f"--from-layer {from_layer}")
+    if base:
+        parts.append("--base <image>")
+    return " ".join(parts)
+
+
+__all__ = ["register", "BilgeError"]

@@ -1,0 +1,107 @@
+"""OCI image layout directory (``oci:DIR[:TAG]``).
+
+A new directory is built in a staging directory beside it and renamed into place once verified.
+An existing layout gets the new blobs (each written to a temp name, renamed to its digest) and a
+new ``index.json`` swapped in atomically after verification; a manifest that carried the same tag
+loses it, as with skopeo. A directory that exists and is neither empty nor a layout is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from bilge.errors import OutputError
+from bilge.sink.common import (
+    OCI_LAYOUT,
+    REF_NAME,
+    BlobDir,
+    LayerInput,
+    LayerRecord,
+    OutputSpec,
+    WriteResult,
+    assemble,
+    index_json,
+    manifest_descriptor,
+    remove_tree,
+    staging_dir,
+    verify_image,
+)
+from bilge.sink.layer import Compression
+
+
+def _existing_manifests(root: Path) -> list[dict[str, Any]] | None:
+    """The manifests of an existing layout; None when ``root`` is absent or empty."""
+    if not root.exists():
+        return None
+    if not root.is_dir():
+        raise OutputError(f"cannot write oci:{root}: it exists and is not a directory")
+    if not any(root.iterdir()):
+        return None
+    if not (root / "oci-layout").is_file() or not (root / "index.json").is_file():
+        raise OutputError(f"cannot write oci:{root}: the directory is not empty and not an OCI layout")
+    try:
+        index = json.loads((root / "index.json").read_bytes())
+        return list(index.get("manifests") or [])
+    except (ValueError, AttributeError):
+        raise OutputError(f"cannot write oci:{root}: its index.json is not valid JSON") from None
+
+
+def open_layout_blob(root: Path) -> Callable[[str], Any]:
+    def opener(digest: str) -> Any:
+        return (root / "blobs" / digest.replace(":", "/", 1)).open("rb")
+
+    return opener
+
+
+def write(
+    spec: OutputSpec,
+    config: Mapping[str, Any],
+    layers: Sequence[LayerInput],
+    compression: Compression,
+    clamp: int | None,
+    on_layer: Callable[[int, LayerRecord], None] | None = None,
+    verify_full: bool = True,
+) -> WriteResult:
+    target = spec.path
+    existing = _existing_manifests(target)
+    annotations = {REF_NAME: spec.tag} if spec.tag else None
+    if existing is None:
+        stage = staging_dir(target)
+        try:
+            blobs = BlobDir(stage)
+            a = assemble(blobs, config, layers, compression, clamp, on_layer)
+            (stage / "oci-layout").write_bytes(OCI_LAYOUT)
+            (stage / "index.json").write_bytes(index_json([manifest_descriptor(a, annotations)]))
+            verify_image(open_layout_blob(stage), a.manifest_digest, full=verify_full,
+                         expect_manifest_size=a.manifest_size)
+            if target.exists():  # an empty directory
+                target.rmdir()
+            os.replace(stage, target)
+        except BaseException:
+            remove_tree(stage)
+            raise
+    else:
+        blobs = BlobDir(target)
+        tmp_index = target / ".index.json.bilge-tmp"
+        try:
+            a = assemble(blobs, config, layers, compression, clamp, on_layer)
+            kept = []
+            for desc in existing:
+                ann = dict(desc.get("annotations") or {})
+                if spec.tag and ann.get(REF_NAME) == spec.tag:
+                    continue  # the tag moves to the new manifest
+                kept.append(desc)
+            kept.append(manifest_descriptor(a, annotations))
+            tmp_index.write_bytes(index_json(kept))
+            verify_image(open_layout_blob(target), a.manifest_digest, full=verify_full,
+                         expect_manifest_size=a.manifest_size)
+            os.replace(tmp_index, target / "index.json")
+        except BaseException:
+            tmp_index.unlink(missing_ok=True)
+            blobs.discard_added()
+            raise
+    return WriteResult(spec, a.manifest_digest, a.config_digest, a.layers, a.config)
