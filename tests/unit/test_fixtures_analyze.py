@@ -197,3 +197,12 @@ def test_trivy_jib_and_stereoscope_facts():
     proc = run_cli("analyze", "--format", "json", str(d / "regclient-testrepo.oci.tar") + ":v1", "--platform",
                    "linux/arm64")
     assert proc.returncode == 0 and json.loads(proc.stdout)["image"]["platform"] == "linux/arm64"
+
+
+def test_every_image_of_a_bundle_reads_and_verifies():
+    # ggcr-test_bundle @0 has a LayerSources entry naming a compressed registry blob while the stored
+    # layer.tar is uncompressed: the stored member's digest is its diff_id
+    for ref in ("ggcr-test_bundle.tar:@0", "ggcr-test_bundle.tar:@1", "ggcr-test_link.tar:@0", "ggcr-test_link.tar:@1"):
+        with open_image(str(images_dir() / ref)) as src:
+            fs = walk_image(src)
+            assert fs.layers and all(layer.verified for layer in fs.layers)

@@ -104,7 +104,6 @@ def _open(store: TarStore, ref: Reference, want: Platform | None, verify: bool) 
     if len(diff_ids) != len(layer_names):
         raise ImageFormatError(f"{ref.path}: config lists {len(diff_ids)} diff_ids but manifest.json "
                                f"{len(layer_names)} layers")
-    sources = entry.get("layersources") or {}
     _history, per_layer = align_history(config.get("history"), len(layer_names))
     layers = []
     paths = {}
@@ -112,16 +111,18 @@ def _open(store: TarStore, ref: Reference, want: Platform | None, verify: bool) 
         if not store.exists(name):
             raise ImageFormatError(f"{ref.path}: layer {i} ({name}) is missing from the archive")
         media_type = _sniff(store, name)
-        source = sources.get(diff_id) if isinstance(sources, dict) else None
+        # The stored member's own digest: Docker 25+ names blobs by it; an uncompressed layer's is its
+        # diff_id; kaniko/jib name compressed members by it. (manifest.json's LayerSources describes the
+        # registry's blob, not the stored one, so it is not used.)
         digest = ""
-        if isinstance(source, dict) and isinstance(source.get("digest"), str):
-            digest = source["digest"]
+        named = re.fullmatch(r"(?:\./)?blobs/sha256/([0-9a-f]{64})", name)
+        hm = _HEX.search(name)
+        if named:
+            digest = f"sha256:{named.group(1)}"
         elif media_type == DOCKER_LAYER:
-            digest = diff_id  # an uncompressed layer's blob digest is its diff_id
-        else:
-            hm = _HEX.search(name)
-            if hm and not name.endswith("layer.tar"):
-                digest = f"sha256:{hm.group(1)}"
+            digest = diff_id
+        elif hm and not name.endswith("layer.tar"):
+            digest = f"sha256:{hm.group(1)}"
         layers.append(Layer(index=i, digest=digest, diff_id=diff_id, media_type=media_type,
                             size=store.size(name), history=per_layer[i]))
         paths[i] = name
