@@ -152,8 +152,13 @@ class MergedFS:
                 bodies[id(v.body)] = v.body
         return bodies
 
-    def resolve(self, path: str, *, follow_last: bool = True, record: bool = False) -> str | None:
-        """Follow symlinks inside the root; None when missing, cyclic, or leaving the root."""
+    def walk(self, path: str, *, follow_last: bool = True) -> tuple[str | None, str | None]:
+        """Resolve ``path`` component by component, as the kernel would inside a chroot, but refusing to leave.
+
+        Returns ``(real path, None)``, or ``(None, problem)`` with problem ``missing`` (a component does not
+        exist), ``notdir`` (a component is not a directory), ``escape`` (``..`` above the root) or ``cycle``
+        (more than MAX_SYMLINKS links).
+        """
         parts = [p for p in path.strip("/").split("/") if p and p != "."]
         cur: list[str] = []
         hops = 0
@@ -161,32 +166,29 @@ class MergedFS:
             comp = parts.pop(0)
             if comp == "..":
                 if not cur:
-                    if record:
-                        self.findings.append(FsFinding("link-escape", path, None,
-                                                       f"{path}: resolving it leaves the image root"))
-                    return None
+                    return None, "escape"
                 cur.pop()
                 continue
             candidate = "/".join(cur + [comp])
             v = self.lookup(candidate)
             if v is None:
-                return None
+                return None, "missing"
             if v.kind == "symlink" and (parts or follow_last):
                 hops += 1
                 if hops > MAX_SYMLINKS:
-                    if record:
-                        self.findings.append(FsFinding("symlink-cycle", path, None,
-                                                       f"{path}: more than {MAX_SYMLINKS} symlinks (a cycle)"))
-                    return None
-                target = v.linkname
-                if target.startswith("/"):
+                    return None, "cycle"
+                if v.linkname.startswith("/"):
                     cur = []
-                parts = [p for p in target.split("/") if p and p != "."] + parts
+                parts = [p for p in v.linkname.split("/") if p and p != "."] + parts
                 continue
             if parts and v.kind != "dir":
-                return None
+                return None, "notdir"
             cur.append(comp)
-        return "/".join(cur)
+        return "/".join(cur), None
+
+    def resolve(self, path: str, *, follow_last: bool = True) -> str | None:
+        """Follow symlinks inside the root; None when missing, cyclic, or leaving the root."""
+        return self.walk(path, follow_last=follow_last)[0]
 
     def check_links(self) -> list[FsFinding]:
         """Find visible symlinks that escape the root or loop; record and return those findings."""
@@ -194,41 +196,15 @@ class MergedFS:
         for path, v in self.visible():
             if v.kind != "symlink":
                 continue
-            kind = self._link_problem(path)
-            if kind:
-                msg = (f"/{path} -> {v.linkname}: points outside the image root" if kind == "link-escape"
-                       else f"/{path} -> {v.linkname}: symlink cycle or more than {MAX_SYMLINKS} links")
-                found.append(FsFinding(kind, path, v.layer, msg))
+            problem = self.walk(path)[1]
+            if problem == "escape":
+                found.append(FsFinding("link-escape", path, v.layer,
+                                       f"/{path} -> {v.linkname}: points outside the image root"))
+            elif problem == "cycle":
+                found.append(FsFinding("symlink-cycle", path, v.layer,
+                                       f"/{path} -> {v.linkname}: symlink cycle or more than {MAX_SYMLINKS} links"))
         self.findings.extend(found)
         return found
-
-    def _link_problem(self, path: str) -> str | None:
-        parts = [p for p in path.split("/") if p]
-        cur: list[str] = []
-        hops = 0
-        while parts:
-            comp = parts.pop(0)
-            if comp == "..":
-                if not cur:
-                    return "link-escape"
-                cur.pop()
-                continue
-            candidate = "/".join(cur + [comp])
-            v = self.lookup(candidate)
-            if v is None:
-                return None  # dangling: common and harmless (/etc/mtab -> /proc/...)
-            if v.kind == "symlink":
-                hops += 1
-                if hops > MAX_SYMLINKS:
-                    return "symlink-cycle"
-                if v.linkname.startswith("/"):
-                    cur = []
-                parts = [p for p in v.linkname.split("/") if p and p != "."] + parts
-                continue
-            if parts and v.kind != "dir":
-                return None
-            cur.append(comp)
-        return None
 
     # ---- applying layers ---------------------------------------------------------------------
 

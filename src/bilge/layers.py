@@ -63,14 +63,16 @@ class _ThreadedSha256:
             self._result = self._hash.hexdigest()
 
 
-class HashingReader(io.RawIOBase):
-    """Counts and hashes (in a helper thread) everything read through it."""
+class CountingReader(io.RawIOBase):
+    """Counts (and, as :class:`HashingReader`, hashes) everything read through it."""
 
     def __init__(self, raw: BinaryIO) -> None:
         super().__init__()
         self._raw = raw
-        self._hash = _ThreadedSha256()
         self.count = 0
+
+    def _seen(self, data: bytes) -> None:
+        pass
 
     def readable(self) -> bool:
         return True
@@ -78,7 +80,7 @@ class HashingReader(io.RawIOBase):
     def read(self, n: int = -1) -> bytes:
         data = self._raw.read(n if n is not None and n >= 0 else CHUNK * 16)
         if data:
-            self._hash.update(data)
+            self._seen(data)
             self.count += len(data)
         return data
 
@@ -91,38 +93,23 @@ class HashingReader(io.RawIOBase):
         while self.read(CHUNK):
             pass
 
+
+class HashingReader(CountingReader):
+    """A counting reader that also computes the sha256 of the stream (in a helper thread)."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        super().__init__(raw)
+        self._hash = _ThreadedSha256()
+
+    def _seen(self, data: bytes) -> None:
+        self._hash.update(data)
+
     def digest(self) -> str:
         return "sha256:" + self._hash.hexdigest()
 
     def close(self) -> None:
         self._hash.close()
         super().close()
-
-
-class CountingReader(io.RawIOBase):
-    """Counts bytes read (used when not verifying, for the uncompressed size)."""
-
-    def __init__(self, raw: BinaryIO) -> None:
-        super().__init__()
-        self._raw = raw
-        self.count = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, n: int = -1) -> bytes:
-        data = self._raw.read(n if n is not None and n >= 0 else CHUNK * 16)
-        self.count += len(data)
-        return data
-
-    def readinto(self, b) -> int:  # type: ignore[override]
-        data = self.read(len(b))
-        b[: len(data)] = data
-        return len(data)
-
-    def drain(self) -> None:
-        while self.read(CHUNK):
-            pass
 
 
 class ForwardStream(io.RawIOBase):
