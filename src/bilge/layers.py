@@ -21,6 +21,7 @@ from typing import BinaryIO
 
 from bilge.errors import DigestMismatchError, ImageFormatError, UnsupportedMediaTypeError
 from bilge.image import Layer
+from bilge.rawio import RawReader, WindowReader
 from bilge.tarstream import BodyStream, Member, TarFormatError, iter_members
 
 CHUNK = 1 << 20
@@ -63,7 +64,7 @@ class _ThreadedSha256:
             self._result = self._hash.hexdigest()
 
 
-class CountingReader(io.RawIOBase):
+class CountingReader(RawReader):
     """Counts (and, as :class:`HashingReader`, hashes) everything read through it."""
 
     def __init__(self, raw: BinaryIO) -> None:
@@ -74,20 +75,12 @@ class CountingReader(io.RawIOBase):
     def _seen(self, data: bytes) -> None:
         pass
 
-    def readable(self) -> bool:
-        return True
-
     def read(self, n: int = -1) -> bytes:
         data = self._raw.read(n if n is not None and n >= 0 else CHUNK * 16)
         if data:
             self._seen(data)
             self.count += len(data)
         return data
-
-    def readinto(self, b) -> int:  # type: ignore[override]
-        data = self.read(len(b))
-        b[: len(data)] = data
-        return len(data)
 
     def drain(self) -> None:
         while self.read(CHUNK):
@@ -112,7 +105,7 @@ class HashingReader(CountingReader):
         super().close()
 
 
-class ForwardStream(io.RawIOBase):
+class ForwardStream(RawReader):
     """A forward-only, cheaply buffered view of a stream that tarfile can "seek" in.
 
     tarfile's own stream mode copies its whole buffer on every small read; this keeps one chunk and an
@@ -125,9 +118,6 @@ class ForwardStream(io.RawIOBase):
         self._buf = b""
         self._off = 0
         self._pos = 0
-
-    def readable(self) -> bool:
-        return True
 
     def seekable(self) -> bool:
         return True
@@ -167,11 +157,6 @@ class ForwardStream(io.RawIOBase):
         data = b"".join(parts)
         self._pos += len(data)
         return data
-
-    def readinto(self, b) -> int:  # type: ignore[override]
-        data = self.read(len(b))
-        b[: len(data)] = data
-        return len(data)
 
     def seek(self, pos: int, whence: int = io.SEEK_SET) -> int:
         if whence == io.SEEK_CUR:
@@ -258,37 +243,17 @@ class _Body:
                 self._win += chunk
 
 
-class BodyReader(io.RawIOBase):
+class BodyReader(WindowReader):
     """An independent, seekable reader over an entry's body (position is per reader)."""
 
     def __init__(self, body: _Body) -> None:
-        super().__init__()
+        super().__init__(body.size)
         self._body = body
-        self._pos = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, pos: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._body.size}[whence]
-        self._pos = max(0, base + pos)
-        return self._pos
 
     def read(self, n: int = -1) -> bytes:
         data = self._body.read_at(self._pos, -1 if n is None or n < 0 else n)
         self._pos += len(data)
         return data
-
-    def readinto(self, b) -> int:  # type: ignore[override]
-        data = self.read(len(b))
-        b[: len(data)] = data
-        return len(data)
 
 
 def normalize(name: str) -> tuple[str, str | None]:
@@ -378,15 +343,12 @@ def _sniff(head: bytes) -> str:
     return "unknown"
 
 
-class _Peek(io.RawIOBase):
+class _Peek(RawReader):
     """Give back the bytes already read for sniffing, then continue with the underlying stream."""
 
     def __init__(self, head: bytes, raw: BinaryIO) -> None:
         super().__init__()
         self._head, self._raw = head, raw
-
-    def readable(self) -> bool:
-        return True
 
     def read(self, n: int = -1) -> bytes:
         if self._head:
@@ -396,11 +358,6 @@ class _Peek(io.RawIOBase):
             data, self._head = self._head[:n], self._head[n:]
             return data
         return self._raw.read(n)
-
-    def readinto(self, b) -> int:  # type: ignore[override]
-        data = self.read(len(b))
-        b[: len(data)] = data
-        return len(data)
 
 
 @dataclass

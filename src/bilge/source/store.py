@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 import posixpath
 import shutil
@@ -11,34 +10,16 @@ import tempfile
 from typing import BinaryIO
 
 from bilge.errors import ImageFormatError, NotAnImageError
+from bilge.rawio import WindowReader
 
 
-class SubFile(io.RawIOBase):
+class SubFile(WindowReader):
     """A read-only, seekable window [offset, offset+size) of a file descriptor, read with pread."""
 
     def __init__(self, fd: int, offset: int, size: int, name: str = "") -> None:
-        super().__init__()
-        self._fd, self._offset, self._size, self._pos = fd, offset, size, 0
+        super().__init__(size)
+        self._fd, self._offset = fd, offset
         self.name = name
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, pos: int, whence: int = io.SEEK_SET) -> int:
-        if whence == io.SEEK_SET:
-            new = pos
-        elif whence == io.SEEK_CUR:
-            new = self._pos + pos
-        else:
-            new = self._size + pos
-        self._pos = max(0, new)
-        return self._pos
 
     def read(self, n: int = -1) -> bytes:
         remaining = self._size - self._pos
@@ -51,11 +32,6 @@ class SubFile(io.RawIOBase):
         if not data and n:
             raise ImageFormatError(f"{self.name or 'blob'}: unexpected end of file (truncated archive?)")
         return data
-
-    def readinto(self, b) -> int:  # type: ignore[override]
-        data = self.read(len(b))
-        b[: len(data)] = data
-        return len(data)
 
     @property
     def size(self) -> int:
