@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from bilge.errors import OutputError
-from bilge.sink.layer import BLOCK, CHUNK, Member, tar_header
+from bilge.sink.common import Assembled, BlobDir, OutputSpec, WriteResult, assemble, remove_tree, staging_dir
+from bilge.sink.layer import BLOCK, CHUNK, Compression, Member, tar_header
 
 
 def write_archive(out_path: Path, root: Path, extra: dict[str, bytes], mtime: int) -> None:
@@ -69,3 +71,39 @@ class ArchiveReader:
 
     def close(self) -> None:
         self.tar.close()
+
+
+def write_image_archive(
+    kind: str,
+    spec: OutputSpec,
+    config: Any,
+    layers: Any,
+    compression: Compression,
+    clamp: int | None,
+    on_layer: Callable[..., None] | None,
+    extra: Callable[[Assembled], dict[str, bytes]],
+    check: Callable[[ArchiveReader, Assembled], None],
+) -> WriteResult:
+    """Write an image as one tar file, safely: blobs are assembled in a staging directory beside the
+    target, packed into a temporary tar with the ``extra`` index files, read back and checked by
+    ``check``, and only then renamed onto the target. Nothing is left behind on failure."""
+    target = spec.path
+    if target.is_dir():
+        raise OutputError(f"cannot write {kind}:{target}: it is a directory")
+    stage = staging_dir(target)
+    tmp = stage.with_name(stage.name + ".tar")
+    try:
+        a = assemble(BlobDir(stage), config, layers, compression, clamp, on_layer)
+        write_archive(tmp, stage, extra(a), clamp or 0)
+        reader = ArchiveReader(tmp)
+        try:
+            check(reader, a)
+        finally:
+            reader.close()
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        remove_tree(stage)
+    return WriteResult(spec, a.manifest_digest, a.config_digest, a.layers, a.config)

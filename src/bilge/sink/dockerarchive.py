@@ -9,26 +9,22 @@ is the size of the image, not of its unpacked tars.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from bilge.errors import OutputError
-from bilge.sink.archive import ArchiveReader, write_archive
+from bilge.sink.archive import ArchiveReader, write_image_archive
 from bilge.sink.common import (
     OCI_LAYOUT,
     REF_NAME,
-    BlobDir,
+    Assembled,
     LayerInput,
     LayerRecord,
     OutputSpec,
     WriteResult,
-    assemble,
     canonical_json,
     index_json,
     manifest_descriptor,
-    remove_tree,
-    staging_dir,
     verify_image,
 )
 from bilge.sink.layer import Compression
@@ -57,13 +53,7 @@ def write(
     on_layer: Callable[[int, LayerRecord], None] | None = None,
     verify_full: bool = True,
 ) -> WriteResult:
-    target = spec.path
-    if target.is_dir():
-        raise OutputError(f"cannot write docker-archive:{target}: it is a directory")
-    stage = staging_dir(target)
-    tmp = stage.with_name(stage.name + ".tar")
-    try:
-        a = assemble(BlobDir(stage), config, layers, compression, clamp, on_layer)
+    def extra(a: Assembled) -> dict[str, bytes]:
         annotations = None
         if spec.tag:
             annotations = {"io.containerd.image.name": _containerd_name(spec.tag),
@@ -73,27 +63,19 @@ def write(
             "RepoTags": [spec.tag] if spec.tag else None,
             "Layers": [_blob_name(r.digest) for r in a.layers],
         }]
-        extra = {
+        return {
             "manifest.json": canonical_json(manifest_json),
             "oci-layout": OCI_LAYOUT,
             "index.json": index_json([manifest_descriptor(a, annotations)]),
         }
-        write_archive(tmp, stage, extra, clamp or 0)
-        reader = ArchiveReader(tmp)
-        try:
-            legacy = json.loads(reader.read("manifest.json"))
-            if legacy[0]["Config"] != _blob_name(a.config_digest):
-                raise OutputError("verification failed: manifest.json names another config")
-            manifest = verify_image(reader.blob_opener(), a.manifest_digest, full=verify_full,
-                                    expect_manifest_size=a.manifest_size)
-            if legacy[0]["Layers"] != [_blob_name(d["digest"]) for d in manifest["layers"]]:
-                raise OutputError("verification failed: manifest.json layers differ from the manifest's")
-        finally:
-            reader.close()
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    finally:
-        remove_tree(stage)
-    return WriteResult(spec, a.manifest_digest, a.config_digest, a.layers, a.config)
+
+    def check(reader: ArchiveReader, a: Assembled) -> None:
+        legacy = json.loads(reader.read("manifest.json"))
+        if legacy[0]["Config"] != _blob_name(a.config_digest):
+            raise OutputError("verification failed: manifest.json names another config")
+        manifest = verify_image(reader.blob_opener(), a.manifest_digest, full=verify_full,
+                                expect_manifest_size=a.manifest_size)
+        if legacy[0]["Layers"] != [_blob_name(d["digest"]) for d in manifest["layers"]]:
+            raise OutputError("verification failed: manifest.json layers differ from the manifest's")
+
+    return write_image_archive("docker-archive", spec, config, layers, compression, clamp, on_layer, extra, check)
