@@ -149,7 +149,7 @@ def instruction(created_by: str) -> tuple[str, str]:
     return "", text
 
 
-def _fix(how: str, writer_kw: str, hider_kw: str, hider_text: str, writer_is_base: bool, same_size: bool,
+def _fix(how: str, writer_kw: str, hider_text: str, writer_is_base: bool, same_size: bool,
          writer: int, hider: int) -> str:
     if writer == hider:
         return "the layer holds this path twice; only the last copy is used — write it once"
@@ -274,8 +274,8 @@ def analyze(image: Image, fs: MergedFS, *, base_diff_ids: list[str] | None = Non
             path=display, is_dir=is_dir, files=len(vs), bytes=total, layer=w, hidden_by_layer=h, how=how,
             created_by=redact(image.layers[w].created_by) if w < n else "",
             hidden_by_created_by=redact(image.layers[h].created_by) if 0 <= h < n else "",
-            fix=_fix(how, kw_text[w][0] if w < n else "", kw_text[h][0] if 0 <= h < n else "",
-                     kw_text[h][1] if 0 <= h < n else "", w < base, same_size, w, h),
+            fix=_fix(how, kw_text[w][0] if w < n else "", kw_text[h][1] if 0 <= h < n else "", w < base,
+                     same_size, w, h),
         ))
     wasted.sort(key=lambda g: (-g.bytes, g.path))
 
