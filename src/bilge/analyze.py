@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from bilge.fs import FsFinding, MergedFS, Version, ancestors
 from bilge.image import Image
 from bilge.redact import redact
+from bilge.secrets.imagecfg import parse_created_by
 
 
 @dataclass(frozen=True)
@@ -117,36 +118,20 @@ class Analysis:
     notes: tuple[str, ...] = field(default=())
 
 
-_BUILDKIT = re.compile(r"\s*#\s*buildkit\s*$")
-_ARGS_PREFIX = re.compile(r"^\|\d+(?:\s+[A-Za-z_][A-Za-z0-9_]*=(?:\S*…\(\d+ chars\)|\S*))*\s+")
-
-
 def instruction(created_by: str) -> tuple[str, str]:
-    """(keyword, readable text) of a history ``created_by``, for legacy and BuildKit histories."""
-    text = created_by.strip()
-    if not text:
+    """(keyword, readable text) of a history ``created_by``, for legacy and BuildKit histories.
+
+    The parsing is `bilge secrets`' (build-arg prefixes, shells, ``#(nop)``, ``# buildkit``); the
+    build args themselves are left out of the readable text.
+    """
+    if not created_by.strip():
         return "", ""
-    text = _BUILDKIT.sub("", text)
-    run_prefix = text.startswith("RUN ")
-    if run_prefix:
-        text = text[4:].lstrip()
-    if text.startswith("|"):
-        text = _ARGS_PREFIX.sub("", text)
-    for shell in ("/bin/sh -c ", "/bin/bash -c ", "cmd /S /C "):
-        if text.startswith(shell):
-            rest = text[len(shell):].strip()
-            if rest.startswith("#(nop)"):
-                rest = rest[len("#(nop)"):].strip()
-                keyword = rest.split(None, 1)[0].upper() if rest else ""
-                return keyword, rest
-            return "RUN", "RUN " + rest
-    if run_prefix:
-        return "RUN", "RUN " + text
-    keyword = text.split(None, 1)[0].upper()
-    if keyword in {"RUN", "COPY", "ADD", "ENV", "ARG", "LABEL", "WORKDIR", "USER", "CMD", "ENTRYPOINT",
-                   "EXPOSE", "VOLUME", "SHELL", "STOPSIGNAL", "HEALTHCHECK", "ONBUILD", "MAINTAINER"}:
-        return keyword, text
-    return "", text
+    parsed = parse_created_by(created_by)
+    body = created_by[parsed.body_start:].rstrip()
+    if parsed.buildkit and body.endswith("# buildkit"):
+        body = body[: -len("# buildkit")].rstrip()
+    keyword = "" if parsed.instruction == "NOP" else parsed.instruction
+    return keyword, f"{keyword} {body}".strip() if keyword else body
 
 
 def _fix(how: str, writer_kw: str, hider_text: str, writer_is_base: bool, same_size: bool,
