@@ -214,6 +214,7 @@ def analyze(image: Image, fs: MergedFS, *, base_diff_ids: list[str] | None = Non
         base = 1 if n else 0
         base_source = "layer 0, by dive's convention (pass --base REF to be exact)"
     kw_text = [instruction(layer.created_by) for layer in image.layers]
+    shown = [redact(layer.created_by) for layer in image.layers]  # masked once per layer, not per row
 
     bodies = fs.visible_bodies()
     visible_bytes = sum(b.size for b in bodies.values())
@@ -257,8 +258,8 @@ def analyze(image: Image, fs: MergedFS, *, base_diff_ids: list[str] | None = Non
             same_size = after is not None and after.size == vs[0].size
         wasted.append(WasteGroup(
             path=display, is_dir=is_dir, files=len(vs), bytes=total, layer=w, hidden_by_layer=h, how=how,
-            created_by=redact(image.layers[w].created_by) if w < n else "",
-            hidden_by_created_by=redact(image.layers[h].created_by) if 0 <= h < n else "",
+            created_by=shown[w] if w < n else "",
+            hidden_by_created_by=shown[h] if 0 <= h < n else "",
             fix=_fix(how, kw_text[w][0] if w < n else "", kw_text[h][1] if 0 <= h < n else "", w < base,
                      same_size, w, h),
         ))
@@ -290,7 +291,7 @@ def analyze(image: Image, fs: MergedFS, *, base_diff_ids: list[str] | None = Non
         kw, _ = kw_text[layer.index]
         layer_reports.append(LayerReport(
             index=layer.index, digest=layer.digest or layer.diff_id or "", diff_id=layer.diff_id,
-            created_by=redact(layer.created_by), history_index=layer.history.index if layer.history else None,
+            created_by=shown[layer.index], history_index=layer.history.index if layer.history else None,
             instruction=kw, compression=summary.compression, compressed_bytes=layer.size,
             uncompressed_bytes=summary.uncompressed_bytes, layer_bytes=summary.file_bytes,
             reclaimable_bytes=reclaim_by_layer[layer.index], hides_bytes=hides_by_layer[layer.index],
