@@ -26,9 +26,11 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "src"))
+sys.path.insert(0, str(HERE.parent))  # tests.tools: how peers are run
 
 from bilge.deps import DirView, closure, image_view  # noqa: E402
 from bilge.source import open_image  # noqa: E402
+from tests.tools import argv, tool_env, which  # noqa: E402
 
 BENCH_TAG = "deps-bench:debian"
 BENCH_DOCKERFILE = """\
@@ -56,8 +58,8 @@ def sh(cmd: list[str], **kw) -> str:
 def unpack(tag: str, work: Path) -> tuple[Path, Path]:
     archive = work / "image.tar"
     sh(["/usr/bin/docker", "save", "-o", str(archive), tag])
-    sh(["skopeo", "copy", "-q", f"docker-archive:{archive}", f"oci:{work / 'oci'}:img"])
-    sh(["umoci", "unpack", "--image", f"{work / 'oci'}:img", str(work / "bundle")])
+    sh([*argv("skopeo"), "copy", "-q", f"docker-archive:{archive}", f"oci:{work / 'oci'}:img"])
+    sh([*argv("umoci"), "unpack", "--image", f"{work / 'oci'}:img", str(work / "bundle")])
     return archive, work / "bundle" / "rootfs"
 
 
@@ -80,7 +82,7 @@ def realpaths(rootfs: Path, paths: set[str]) -> dict[str, str]:
     items = sorted(p for p in paths if p.startswith("/"))
     for i in range(0, len(items), 2000):
         chunk = items[i:i + 2000]
-        got = subprocess.run(["chroot", str(rootfs), "/usr/bin/realpath", "-m", *chunk], capture_output=True,
+        got = subprocess.run([*argv("chroot"), str(rootfs), "/usr/bin/realpath", "-m", *chunk], capture_output=True,
                              text=True, check=True).stdout.split("\n")
         out.update(zip(chunk, got, strict=False))
     return out
@@ -89,7 +91,7 @@ def realpaths(rootfs: Path, paths: set[str]) -> dict[str, str]:
 def run_lddtree(rootfs: Path, roots: list[str]) -> tuple[float, dict[str, set[str]], dict[str, set[str]], str]:
     """Per root: real files lddtree lists, and names it reports as not found (None)."""
     t0 = time.perf_counter()
-    p = subprocess.run(["lddtree", "-R", str(rootfs), *roots], capture_output=True, text=True)
+    p = subprocess.run([*argv("lddtree"), "-R", str(rootfs), *roots], capture_output=True, text=True, env=tool_env())
     elapsed = time.perf_counter() - t0
     prefix = str(rootfs)
     files: dict[str, set[str]] = defaultdict(set)
@@ -121,9 +123,9 @@ def loader_lists(rootfs: Path, roots: list[str], loader: str) -> dict[str, set[s
 
     None for a root the loader refuses (static executables, object files)."""
     script = 'for f in "$@"; do echo "== $f"; "$0" --list "$f" 2>&1; echo "rc=$?"; done'
-    cmd = ["chroot", str(rootfs), "/bin/sh", "-c", script, loader, *roots]
-    if shutil.which("unshare"):  # a /proc for $ORIGIN of executables
-        cmd = ["unshare", "--mount", "--fork", f"--mount-proc={rootfs}/proc", *cmd]
+    cmd = [*argv("chroot"), str(rootfs), "/bin/sh", "-c", script, loader, *roots]
+    if which("unshare"):  # a /proc for $ORIGIN of executables
+        cmd = [*argv("unshare"), "--mount", "--fork", f"--mount-proc={rootfs}/proc", *cmd]
     out = subprocess.run(cmd, capture_output=True, text=True).stdout
     result: dict[str, set[str] | None] = {}
     current, paths = None, set()
@@ -170,7 +172,7 @@ def main() -> int:
     ap.add_argument("--dir", default="/usr", help="roots: every ELF under this directory (default /usr)")
     ap.add_argument("--json", help="write the figures here")
     args = ap.parse_args()
-    if shutil.which("lddtree") is None:
+    if which("lddtree") is None:
         sys.exit("lddtree (pax-utils) is not installed")
     tmp = None
     if args.build:

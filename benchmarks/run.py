@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from tests.tools import argv, which  # noqa: E402  (how peers are run)
 CHUNK = 1 << 20
 
 
@@ -243,7 +245,7 @@ def bench_size(
             blobs,
         )
     r["gzip_dc"] = measure(
-        "gzip -dc (gzip blobs)", lambda: run_measured(["gzip", "-dc", *map(str, blobs)]), blobs
+        "gzip -dc (gzip blobs)", lambda: run_measured([*argv("gzip"), "-dc", *map(str, blobs)]), blobs
     )
     r["bilge_oci"] = measure(
         "bilge analyze oci: (verify)", lambda: run_measured([*analyze, ref_oci], env=env), oci_files
@@ -266,13 +268,13 @@ def bench_size(
         lambda: run_measured([*analyze, "--no-verify", ref_tar], env=env),
         [archive],
     )
-    if not args.no_umoci and shutil.which("umoci"):
+    if not args.no_umoci and which("umoci"):
         bundle = d / "bundle"
 
         def umoci() -> tuple[float, int, int]:
             shutil.rmtree(bundle, ignore_errors=True)
             try:
-                return run_measured(["umoci", "unpack", "--image", f"{oci}:latest", str(bundle)])
+                return run_measured([*argv("umoci"), "unpack", "--image", f"{oci}:latest", str(bundle)])
             finally:
                 shutil.rmtree(bundle, ignore_errors=True)
 

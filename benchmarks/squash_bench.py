@@ -29,6 +29,9 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.tools import which  # noqa: E402  (how peers are run)
+
 DOCKER = "/usr/bin/docker" if os.access("/usr/bin/docker", os.X_OK) else "docker"
 TAG = "bilge-bench-squash:1"
 DOCKERFILE = """\
@@ -73,7 +76,7 @@ def build(workdir: Path) -> Path:
 
 
 def docker_squash_path(explicit: str | None) -> str | None:
-    for cand in (explicit, shutil.which("docker-squash"), "/opt/docker-squash-venv/bin/docker-squash"):
+    for cand in (explicit, which("docker-squash")):
         if cand and os.access(cand, os.X_OK):
             return cand
     return None

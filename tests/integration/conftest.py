@@ -41,6 +41,8 @@ from typing import Any
 
 import pytest
 
+from tests.tools import argv, tool_env, which
+
 BASE_IMAGE = "bilge-base:bookworm"
 DEBIAN_MIRROR = os.environ.get("BILGE_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 REQUIRED = os.environ.get("BILGE_REQUIRE_INTEGRATION") == "1"
@@ -89,7 +91,7 @@ def engine_problem() -> str | None:
 
 def require_tool(name: str) -> str:
     """Absolute path of a tool, or skip/fail the test when it is not installed."""
-    path = shutil.which(name)
+    path = which(name)
     if path is None:
         unavailable(f"{name} is not installed")
         raise AssertionError("unreachable")
@@ -119,13 +121,16 @@ class CommandError(RuntimeError):
 
 
 def run(cmd: list[str], *, env: Mapping[str, str] | None = None, timeout: float = 1200, **kw: Any) -> str:
-    """Run a command; return stdout; raise CommandError with the output tail on failure."""
+    """Run a command; return stdout; raise CommandError with the output tail on failure.
+
+    Peers are named through :func:`tests.tools.argv` (``run([*argv("skopeo"), ...])``); the
+    environment puts Debian's directories first on PATH (see tests/tools.py)."""
     proc = subprocess.run(
         cmd,
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={**os.environ, **(env or {})},
+        env=tool_env(env),
         **kw,
     )
     if proc.returncode != 0:
@@ -252,12 +257,12 @@ def skopeo_copy(src_ref: str, dst_ref: str, *extra: str) -> None:
         dst_path.unlink(missing_ok=True)
     if dst_ref.startswith("oci:"):
         Path(dst_ref[4:].split(":", 1)[0]).parent.mkdir(parents=True, exist_ok=True)
-    run(["skopeo", "--insecure-policy", "copy", "--quiet", *extra, src_ref, dst_ref])
+    run([*argv("skopeo"), "--insecure-policy", "copy", "--quiet", *extra, src_ref, dst_ref])
 
 
 def skopeo_inspect(ref: str, *, raw: bool = False, config: bool = False) -> Any:
     require_tool("skopeo")
-    cmd = ["skopeo", "inspect"]
+    cmd = [*argv("skopeo"), "inspect"]
     if raw:
         cmd.append("--raw")
     if config:
@@ -272,7 +277,7 @@ def umoci_unpack(oci_dir: str | os.PathLike[str], tag: str, bundle_dir: str | os
     if bundle.exists():
         shutil.rmtree(bundle)
     bundle.parent.mkdir(parents=True, exist_ok=True)
-    cmd = ["umoci", "unpack"]
+    cmd = [*argv("umoci"), "unpack"]
     if os.geteuid() != 0:
         cmd.append("--rootless")
     run([*cmd, "--image", f"{oci_dir}:{tag}", str(bundle)])
@@ -293,7 +298,7 @@ def buildah_bud(
     ``FROM bilge-base:bookworm`` resolves to buildah's own copy: call :func:`ensure_buildah_base` first.
     """
     require_tool("buildah")
-    cmd = ["buildah", "bud", "--isolation", "chroot", f"--layers={str(layers).lower()}", "-t", tag]
+    cmd = [*argv("buildah"), "bud", "--isolation", "chroot", f"--layers={str(layers).lower()}", "-t", tag]
     for name, value in (build_args or {}).items():
         cmd += ["--build-arg", f"{name}={value}"]
     if dockerfile:
@@ -306,7 +311,8 @@ def ensure_buildah_base() -> None:
     require_tool("buildah")
     wanted = ensure_base_image().removeprefix("sha256:")
     proc = subprocess.run(
-        ["buildah", "inspect", "--type", "image", "--format", "{{.FromImageID}}", BASE_IMAGE],
+        [*argv("buildah"), "inspect", "--type", "image", "--format", "{{.FromImageID}}", BASE_IMAGE],
+        env=tool_env(),
         capture_output=True,
         text=True,
         timeout=120,
@@ -314,7 +320,7 @@ def ensure_buildah_base() -> None:
     if proc.returncode == 0 and proc.stdout.strip() == wanted:
         return
     with _lock("buildah-base"):
-        run(["buildah", "pull", "--quiet", f"docker-daemon:{BASE_IMAGE}"])
+        run([*argv("buildah"), "pull", "--quiet", f"docker-daemon:{BASE_IMAGE}"])
 
 
 def buildah_push(tag: str, dst_ref: str) -> None:
@@ -324,11 +330,12 @@ def buildah_push(tag: str, dst_ref: str) -> None:
     if dst_path is not None:
         dst_path.parent.mkdir(parents=True, exist_ok=True)
         dst_path.unlink(missing_ok=True)
-    run(["buildah", "push", "--quiet", tag, dst_ref])
+    run([*argv("buildah"), "push", "--quiet", tag, dst_ref])
 
 
 def buildah_rmi(*tags: str) -> None:
-    subprocess.run(["buildah", "rmi", "--force", *tags], capture_output=True, timeout=300)
+    if which("buildah"):
+        subprocess.run([*argv("buildah"), "rmi", "--force", *tags], env=tool_env(), capture_output=True, timeout=300)
 
 
 # --------------------------------------------------------------------------------------------
@@ -385,7 +392,7 @@ def ensure_base_image() -> str:
         require_tool("mmdebstrap")
         with tempfile.TemporaryDirectory(prefix="bilge-base-") as tmp:
             rootfs_tar = Path(tmp) / "rootfs.tar"
-            run(["mmdebstrap", "--quiet", "--variant=minbase", "bookworm", str(rootfs_tar), DEBIAN_MIRROR])
+            run([*argv("mmdebstrap"), "--quiet", "--variant=minbase", "bookworm", str(rootfs_tar), DEBIAN_MIRROR])
             run([DOCKER, "import", str(rootfs_tar), BASE_IMAGE])
     found = image_id(BASE_IMAGE)
     if not found:

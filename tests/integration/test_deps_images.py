@@ -20,6 +20,9 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import docker_build, docker_rmi, docker_save, run
+from tests.tools import argv, tool_env, which
+
+argv_ = argv  # in_chroot() has a parameter named argv
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
 from test_deps_roots import Root, have_gcc, have_musl  # noqa: E402
@@ -83,13 +86,13 @@ def rootfs(image, docker_engine, tmp_path_factory: pytest.TempPathFactory) -> Pa
 
 
 def chroot_realpath(rootfs: Path, paths: list[str]) -> set[str]:
-    out = run([shutil.which("chroot") or "/usr/sbin/chroot", str(rootfs), "/usr/bin/realpath", "-e", *paths])
+    out = run([*argv("chroot"), str(rootfs), "/usr/bin/realpath", "-e", *paths])
     return set(out.split())
 
 
 def lddtree_files(rootfs: Path, paths: list[str]) -> set[str]:
     """Real files lddtree finds for ``paths`` in the unpacked rootfs (union over the paths)."""
-    out = run(["lddtree", "-R", str(rootfs), "-l", *paths])
+    out = run([*argv("lddtree"), "-R", str(rootfs), "-l", *paths])
     inside = [p[len(str(rootfs)):] for p in out.split()]
     return chroot_realpath(rootfs, inside)
 
@@ -177,15 +180,16 @@ def copy_closure(rootfs: Path, paths: list[str], dest: Path, data_dirs: list[str
 
 
 def in_chroot(root: Path, *argv: str) -> subprocess.CompletedProcess[str]:
-    cmd = [shutil.which("chroot") or "/usr/sbin/chroot", str(root), *argv]
-    if shutil.which("unshare"):
-        cmd = ["unshare", "--mount", "--fork", f"--mount-proc={root}/proc", *cmd]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, env={"PATH": "/usr/bin:/bin", "HOME": "/"})
+    cmd = [*argv_("chroot"), str(root), *argv]
+    if which("unshare"):
+        cmd = [*argv_("unshare"), "--mount", "--fork", f"--mount-proc={root}/proc", *cmd]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120,
+                          env=tool_env(base={"PATH": "/usr/bin:/bin", "HOME": "/"}))
 
 
 @pytest.fixture
 def chroot_ok() -> None:
-    if os.geteuid() != 0 or not shutil.which("chroot"):
+    if os.geteuid() != 0 or not which("chroot"):
         pytest.skip("needs root and chroot")
 
 

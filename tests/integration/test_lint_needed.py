@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import docker_rmi, require_tool, run
+from tests.tools import argv
 from tests.integration.test_lint_image import SavedImage, bilge_lint, by_rule
 
 BUILDER = """\
@@ -104,7 +105,7 @@ def real_path(rootfs: Path, path: str) -> str:
 
 
 def lddtree_real_files(rootfs: Path, programs: list[str]) -> set[str]:
-    out = run(["lddtree", "-R", str(rootfs), "-l", *programs])
+    out = run([*argv("lddtree"), "-R", str(rootfs), "-l", *programs])
     return {real_path(rootfs, p[len(str(rootfs)):]) for p in out.split()}
 
 

@@ -24,6 +24,7 @@ import pytest
 from bilge.rewrite import squash
 from bilge.source import open_image
 from tests.integration.conftest import DOCKER, run
+from tests.tools import argv, run_tool, which
 
 FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "images"
 
@@ -190,20 +191,17 @@ def test_umoci_unpacks_the_same_tree_before_and_after(docker, tmp_path, ref):
     assert after == before
 
 
-@pytest.mark.skipif(not shutil.which("skopeo"), reason="skopeo not installed")
+@pytest.mark.skipif(not which("skopeo"), reason="skopeo not installed")
 def test_skopeo_copy_verifies_every_squashed_blob(docker, wasteful, tmp_path):
     with open_image(str(wasteful.archive)) as src:
         squash(src, f"oci-archive:{tmp_path / 'o.tar'}:v1")
-    proc = subprocess.run(["skopeo", "copy", "--quiet", f"oci-archive:{tmp_path / 'o.tar'}", f"dir:{tmp_path / 'd'}"],
-                          capture_output=True, text=True)
+    proc = run_tool("skopeo", "copy", "--quiet", f"oci-archive:{tmp_path / 'o.tar'}", f"dir:{tmp_path / 'd'}",
+                    check=False)
     assert proc.returncode == 0, proc.stderr
 
 
 def _docker_squash() -> str | None:
-    for cand in (shutil.which("docker-squash"), "/opt/docker-squash-venv/bin/docker-squash"):
-        if cand and os.access(cand, os.X_OK):
-            return cand
-    return None
+    return which("docker-squash")
 
 
 def test_against_docker_squash_bytes_and_time(docker, wasteful, tmp_path):
@@ -221,7 +219,7 @@ def test_against_docker_squash_bytes_and_time(docker, wasteful, tmp_path):
         res = squash(src, f"docker-archive:{tmp_path / 'bilge.tar'}:rewrite-vs:bilge")
     t_bilge = time.perf_counter() - t0
     t0 = time.perf_counter()
-    run([tool, "--output-path", str(tmp_path / "ds.tar"), "--load-image", "false", wasteful.tag])
+    run([*argv("docker-squash"), "--output-path", str(tmp_path / "ds.tar"), "--load-image", "false", wasteful.tag])
     t_ds = time.perf_counter() - t0
     b_bilge, b_ds = (tmp_path / "bilge.tar").stat().st_size, (tmp_path / "ds.tar").stat().st_size
     print(f"bilge squash: {t_bilge:.1f}s {b_bilge} bytes; docker-squash: {t_ds:.1f}s {b_ds} bytes")

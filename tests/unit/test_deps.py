@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.tools import argv, which
+
 sys.path.insert(0, str(Path(__file__).parent))
 from test_deps_roots import HOST_LIBDIR, Root, can_chroot, have_gcc, have_musl, set_machine  # noqa: E402
 
@@ -44,7 +46,7 @@ def root(tmp_path: Path) -> Root:
 def chroot_realpath(r: Root, paths: list[str]) -> set[str]:
     if not paths:
         return set()
-    out = subprocess.run([shutil.which("chroot") or "/usr/sbin/chroot", str(r.path), "/usr/bin/realpath",
+    out = subprocess.run([*argv("chroot"), str(r.path), "/usr/bin/realpath",
                           "-e", *paths], capture_output=True, text=True, check=True)
     return set(out.stdout.split())
 
@@ -350,7 +352,7 @@ def test_already_loaded_soname_is_reused(root: Root) -> None:
     build = root.work / "nosoname"
     build.mkdir()
     # linked as -lx against a copy without SONAME: the program's DT_NEEDED is "libx.so"
-    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(build / "libx.so"),
+    subprocess.run([*argv("gcc"), "-shared", "-fPIC", "-o", str(build / "libx.so"),
                     str(root._src('const char *x(void){return "";}'))], check=True)
     xdef = root.lib(f"{LIBDIR}/libx.so.1", "libx.so.1", "x", "X-default")
     req = root.lib(f"{LIBDIR}/libreq.so.1", "libreq.so.1", "req", "REQ", deps=((xdef, "x"),))
@@ -565,12 +567,12 @@ def test_musl_default_path_without_path_file(tmp_path: Path) -> None:
 # -- cross-check with pax-utils lddtree on the host's own root ----------------------------------------
 
 
-@pytest.mark.skipif(shutil.which("lddtree") is None, reason="needs pax-utils lddtree")
+@pytest.mark.skipif(which("lddtree") is None, reason="needs pax-utils lddtree")
 @pytest.mark.parametrize("prog", ["/usr/bin/curl", "/usr/bin/python3", "/usr/bin/ssh", "/usr/bin/git"])
 def test_same_closure_as_lddtree_on_the_host_root(prog: str) -> None:
     if not os.path.isfile(prog):
         pytest.skip(f"{prog} not on this host")
-    out = subprocess.run(["lddtree", "-l", prog], capture_output=True, text=True, check=True).stdout.split()
+    out = subprocess.run([*argv("lddtree"), "-l", prog], capture_output=True, text=True, check=True).stdout.split()
     theirs = {os.path.realpath(p) for p in out}
     ours = needed_files(closure(DirView("/"), binaries=[prog], strict=True))
     assert ours == theirs
@@ -581,7 +583,7 @@ def test_static_and_static_pie_roots_need_nothing(root: Root) -> None:
     src.write_text("int main(void){return 0;}\n")
     for flag, name in (("-static", "st"), ("-static-pie", "stpie")):
         out = root.p(f"usr/bin/{name}")
-        subprocess.run(["gcc", flag, "-o", str(out), str(src)], check=True)
+        subprocess.run([*argv("gcc"), flag, "-o", str(out), str(src)], check=True)
     res = deps(root, "/usr/bin/st", "/usr/bin/stpie")
     assert {r.kind for r in res.roots} == {"static"}
     assert {f.path for f in res.files} == {"/usr/bin/st", "/usr/bin/stpie"}

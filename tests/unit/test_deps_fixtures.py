@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.tools import argv, which
+
 from bilge.deps import closure, image_view
 from bilge.source import open_image
 
@@ -52,7 +54,7 @@ def elf_under(rootfs: Path, dirs: list[str]) -> list[str]:
 
 
 def test_alpine_closure_equals_lddtree(alpine: tuple[str, Path]) -> None:
-    if shutil.which("lddtree") is None:
+    if which("lddtree") is None:
         pytest.skip("needs pax-utils lddtree")
     ref, rootfs = alpine
     roots = elf_under(rootfs, ["bin", "sbin", "lib", "usr"])
@@ -69,13 +71,13 @@ def test_alpine_closure_equals_lddtree(alpine: tuple[str, Path]) -> None:
     with open_image(ref) as src:
         view, _ = image_view(src)
         res_p = closure(view, binaries=programs, strict=True)
-    out = subprocess.run(["lddtree", "-R", str(rootfs), "-l", *programs], capture_output=True, text=True, check=True)
+    out = subprocess.run([*argv("lddtree"), "-R", str(rootfs), "-l", *programs], capture_output=True, text=True, check=True)
     theirs = {os.path.realpath(p) for p in out.stdout.split()}  # alpine's links are relative: safe on the host
     ours = {str(rootfs) + f.path for f in res_p.files if f.kind == "file"}
     assert ours == theirs
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("chroot") is None, reason="needs root and chroot")
+@pytest.mark.skipif(os.geteuid() != 0 or which("chroot") is None, reason="needs root and chroot")
 def test_alpine_programs_run_from_their_closure(alpine: tuple[str, Path], tmp_path: Path) -> None:
     ref, rootfs = alpine
     with open_image(ref) as src:
@@ -92,11 +94,11 @@ def test_alpine_programs_run_from_their_closure(alpine: tuple[str, Path], tmp_pa
     assert {f.path for f in res.files if f.kind == "file"} == {
         "/bin/busybox", "/usr/bin/ssl_client", "/lib/ld-musl-x86_64.so.1", "/usr/lib/libtls-standalone.so.1.0.0",
         "/lib/libssl.so.1.1", "/lib/libcrypto.so.1.1"}
-    chroot = shutil.which("chroot") or "/usr/sbin/chroot"
-    p = subprocess.run([chroot, str(dest), "/bin/busybox", "echo", "ok"], capture_output=True, text=True)
+    chroot = argv("chroot")
+    p = subprocess.run([*chroot, str(dest), "/bin/busybox", "echo", "ok"], capture_output=True, text=True)
     assert p.returncode == 0 and p.stdout.strip() == "ok", p.stderr
-    p = subprocess.run([chroot, str(dest), "/usr/bin/ssl_client"], capture_output=True, text=True)
+    p = subprocess.run([*chroot, str(dest), "/usr/bin/ssl_client"], capture_output=True, text=True)
     assert "Error loading shared library" not in p.stderr and p.returncode != 127, p.stderr
     os.remove(dest / "lib/libcrypto.so.1.1")  # the check can fail: without a library bilge named, it does
-    p = subprocess.run([chroot, str(dest), "/usr/bin/ssl_client"], capture_output=True, text=True)
+    p = subprocess.run([*chroot, str(dest), "/usr/bin/ssl_client"], capture_output=True, text=True)
     assert "Error loading shared library" in p.stderr

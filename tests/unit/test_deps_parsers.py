@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.tools import argv, which
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_deps_roots import HOST_LOADER, Root, have_gcc  # noqa: E402
@@ -22,12 +23,12 @@ from bilge.deps import (  # noqa: E402
     parse_nsswitch,
 )
 
-needs_ldconfig = pytest.mark.skipif(shutil.which("ldconfig") is None, reason="needs glibc's ldconfig")
+needs_ldconfig = pytest.mark.skipif(which("ldconfig") is None, reason="needs glibc's ldconfig")
 
 
 def ldconfig_p(cache: Path) -> list[tuple[str, str, str | None]]:
     """(key, path, hwcap subdirectory) per entry, as glibc's ldconfig prints them."""
-    out = subprocess.run(["ldconfig", "-p", "-C", str(cache)], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run([*argv("ldconfig"), "-p", "-C", str(cache)], capture_output=True, text=True, check=True).stdout
     rows = []
     for line in out.splitlines()[1:]:
         m = re.match(r'\s*(\S+) \(([^)]*)\) => (\S+)', line)
@@ -51,7 +52,7 @@ def test_host_cache_matches_ldconfig_p() -> None:
 @pytest.mark.parametrize("fmt", ["old", "compat", "new"])
 def test_cache_formats(tmp_path: Path, fmt: str) -> None:
     cache = tmp_path / f"{fmt}.cache"
-    proc = subprocess.run(["ldconfig", "-c", fmt, "-C", str(cache), "-f", "/etc/ld.so.conf"], capture_output=True)
+    proc = subprocess.run([*argv("ldconfig"), "-c", fmt, "-C", str(cache), "-f", "/etc/ld.so.conf"], capture_output=True)
     if proc.returncode != 0 or not cache.exists():
         pytest.skip(f"this ldconfig cannot write the {fmt} format")
     entries = parse_ld_so_cache(cache.read_bytes())

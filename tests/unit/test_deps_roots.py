@@ -13,6 +13,8 @@ import struct
 import subprocess
 from pathlib import Path
 
+from tests.tools import argv, which
+
 HOST_LIBDIR = Path("/usr/lib/x86_64-linux-gnu")
 HOST_LOADER = HOST_LIBDIR / "ld-linux-x86-64.so.2"
 HOST_LIBC = HOST_LIBDIR / "libc.so.6"
@@ -20,20 +22,20 @@ HOST_MUSL = Path("/usr/lib/x86_64-linux-musl/libc.so")
 
 
 def have_gcc() -> bool:
-    return shutil.which("gcc") is not None and HOST_LOADER.is_file() and HOST_LIBC.is_file()
+    return which("gcc") is not None and HOST_LOADER.is_file() and HOST_LIBC.is_file()
 
 
 def have_musl() -> bool:
-    return shutil.which("musl-gcc") is not None and HOST_MUSL.is_file()
+    return which("musl-gcc") is not None and HOST_MUSL.is_file()
 
 
 def can_chroot() -> bool:
-    return hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("chroot") is not None
+    return hasattr(os, "geteuid") and os.geteuid() == 0 and which("chroot") is not None
 
 
 def have_m32() -> bool:
     """gcc can compile -m32 objects and ld can link them (no 32-bit libc needed for -nostdlib)."""
-    return shutil.which("gcc") is not None and shutil.which("ld") is not None
+    return which("gcc") is not None and which("ld") is not None
 
 
 class Root:
@@ -103,7 +105,7 @@ class Root:
 
     def ldconfig(self) -> None:
         """Build etc/ld.so.cache with the host's ldconfig, as the image's ldconfig would."""
-        subprocess.run(["ldconfig", "-X", "-r", str(self.path)], check=True, capture_output=True)
+        subprocess.run([*argv("ldconfig"), "-X", "-r", str(self.path)], check=True, capture_output=True)
 
     # -- compiling -------------------------------------------------------------------------------
     def _src(self, body: str) -> Path:
@@ -143,12 +145,12 @@ class Root:
         out.parent.mkdir(parents=True, exist_ok=True)
         if m32:
             obj = self.work / f"o{self._n}.o"
-            subprocess.run(["gcc", "-m32", "-fPIC", "-c", str(src), "-o", str(obj)], check=True)
-            subprocess.run(["ld", "-m", "elf_i386", "-shared", "-soname", soname, "-o", str(out), str(obj)],
+            subprocess.run([*argv("gcc"), "-m32", "-fPIC", "-c", str(src), "-o", str(obj)], check=True)
+            subprocess.run([*argv("ld"), "-m", "elf_i386", "-shared", "-soname", soname, "-o", str(out), str(obj)],
                            check=True)
             return out
         cc = "musl-gcc" if musl else "gcc"
-        cmd = [cc, "-shared", "-fPIC", "-o", str(out), str(src), f"-Wl,-soname,{soname}", "-Wl,--no-as-needed"]
+        cmd = [*argv(cc), "-shared", "-fPIC", "-o", str(out), str(src), f"-Wl,-soname,{soname}", "-Wl,--no-as-needed"]
         cmd += [str(p) for p, _ in deps] + self._rpath_link(p for p, _ in deps)
         cmd += self._path_flags(rpath, runpath)
         cmd += list(flags)
@@ -173,7 +175,7 @@ class Root:
         out = self.p(rel)
         out.parent.mkdir(parents=True, exist_ok=True)
         cc = "musl-gcc" if musl else "gcc"
-        cmd = [cc, "-o", str(out), str(src), "-Wl,--no-as-needed"]
+        cmd = [*argv(cc), "-o", str(out), str(src), "-Wl,--no-as-needed"]
         cmd += [str(p) for p, _ in calls if p is not None] + list(extra_libs)
         cmd += self._rpath_link(p for p, _ in calls if p is not None)
         cmd += self._path_flags(rpath, runpath)
@@ -204,10 +206,10 @@ class Root:
         Variables in ``env`` are set inside the chroot by the root's own /usr/bin/env, so they reach
         the program and not the host's chroot binary (LD_TRACE_LOADED_OBJECTS would trace chroot).
         """
-        cmd = [shutil.which("chroot") or "/usr/sbin/chroot", str(self.path)]
-        if shutil.which("unshare"):  # a private /proc: the loaders read /proc/self/exe for $ORIGIN
+        cmd = [*argv("chroot"), str(self.path)]
+        if which("unshare"):  # a private /proc: the loaders read /proc/self/exe for $ORIGIN
             self.mkdir("proc")
-            cmd = [shutil.which("unshare") or "unshare", "--mount", "--fork", f"--mount-proc={self.path}/proc", *cmd]
+            cmd = [*argv("unshare"), "--mount", "--fork", f"--mount-proc={self.path}/proc", *cmd]
         if env:
             if not self.p("usr/bin/env").exists():
                 raise RuntimeError("this root has no /usr/bin/env to pass variables with")

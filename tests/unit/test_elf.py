@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import io
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.tools import argv, which
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -18,12 +19,12 @@ from test_deps_roots import Root, have_gcc, have_musl, set_machine  # noqa: E402
 
 from bilge.elf import ElfInfo, compatible, incompatibility, read_elf, read_elf_bytes  # noqa: E402
 
-pytestmark = pytest.mark.skipif(not have_gcc() or shutil.which("readelf") is None, reason="needs gcc and readelf")
+pytestmark = pytest.mark.skipif(not have_gcc() or which("readelf") is None, reason="needs gcc and readelf")
 
 
 def readelf_facts(path: Path) -> dict:
     """What binutils says: NEEDED, RPATH, RUNPATH, SONAME, FLAGS_1 NODEFLIB, interpreter, class, machine."""
-    d = subprocess.run(["readelf", "-W", "-d", "-l", "-h", str(path)], capture_output=True, text=True).stdout
+    d = subprocess.run([*argv("readelf"), "-W", "-d", "-l", "-h", str(path)], capture_output=True, text=True).stdout
     return {
         "needed": tuple(re.findall(r"\(NEEDED\)\s+Shared library: \[(.*)\]", d)),
         "rpath": (re.findall(r"\(RPATH\)\s+Library rpath: \[(.*)\]", d) or [None])[0],
@@ -71,7 +72,7 @@ def test_static_32bit_and_musl(r: Root) -> None:
     src = r.work / "s.c"
     src.write_text("int main(void){return 0;}\n")
     static = r.work / "static"
-    subprocess.run(["gcc", "-static", "-o", str(static), str(src)], check=True)
+    subprocess.run([*argv("gcc"), "-static", "-o", str(static), str(src)], check=True)
     info = check(static)
     assert not info.dynamic and info.interp is None and info.needed == ()
     lib32 = r.lib("l/lib32.so.1", "lib32.so.1", "x", "X", m32=True)

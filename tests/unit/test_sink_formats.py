@@ -6,20 +6,21 @@ import hashlib
 import io
 import json
 import os
-import shutil
 import subprocess
 import tarfile
 from pathlib import Path
 
 import pytest
 
+from tests.tools import argv, run_tool, which
+
 from bilge.errors import BilgeError, DigestMismatchError, OutputError
 from bilge.sink import Compression, ExistingLayer, Member, NewLayer, parse_output, write_image
 from bilge.sink.common import verify_image
 from bilge.sink.oci import open_layout_blob
 
-SKOPEO = shutil.which("skopeo")
-UMOCI = shutil.which("umoci")
+SKOPEO = which("skopeo")
+UMOCI = which("umoci")
 
 CONFIG = {
     "architecture": "amd64",
@@ -46,8 +47,6 @@ def layers():
     ]
 
 
-def run(*args: str) -> str:
-    return subprocess.run(args, check=True, capture_output=True, text=True).stdout
 
 
 def test_parse_output():
@@ -87,7 +86,7 @@ def test_skopeo_reads_and_copies_every_format(tmp_path, fmt):
     cfg = json.loads(run("skopeo", "inspect", "--config", "--raw", ref))
     assert cfg["rootfs"]["diff_ids"] == [rec.diff_id for rec in result.layers]
     # skopeo copy verifies every blob digest on the way
-    run("skopeo", "copy", "--quiet", ref, f"dir:{tmp_path / 'copy'}")
+    run_tool("skopeo", "copy", "--quiet", ref, f"dir:{tmp_path / 'copy'}")
     manifest = json.loads((tmp_path / "copy" / "manifest.json").read_bytes())
     assert len(manifest["layers"]) == 2
     for desc in manifest["layers"]:
@@ -98,7 +97,7 @@ def test_skopeo_reads_and_copies_every_format(tmp_path, fmt):
 @pytest.mark.skipif(not UMOCI or os.geteuid() != 0, reason="umoci (as root) not installed")
 def test_umoci_unpacks_the_expected_tree(tmp_path):
     write_image(f"oci:{tmp_path / 'lay'}:v1", CONFIG, layers())
-    subprocess.run(["umoci", "unpack", "--image", f"{tmp_path / 'lay'}:v1", str(tmp_path / "b")], check=True,
+    subprocess.run([*argv("umoci"), "unpack", "--image", f"{tmp_path / 'lay'}:v1", str(tmp_path / "b")], check=True,
                    capture_output=True)
     root = tmp_path / "b" / "rootfs"
     got = {}

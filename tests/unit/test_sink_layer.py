@@ -5,11 +5,12 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
-import shutil
 import subprocess
 import tarfile
 
 import pytest
+
+from tests.tools import argv, which
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -72,11 +73,11 @@ def test_entries_read_back_exactly_with_tarfile():
         assert tf.extractfile(long).read() == b"z" * (1 << 20)
 
 
-@pytest.mark.skipif(not shutil.which("tar"), reason="GNU tar not installed")
+@pytest.mark.skipif(not which("tar"), reason="GNU tar not installed")
 def test_gnu_tar_lists_the_same_entries(tmp_path):
     data, _ = write(sample(), Compression("gzip", 6))
     (tmp_path / "l.tgz").write_bytes(data)
-    out = subprocess.run(["tar", "--numeric-owner", "-tvzf", str(tmp_path / "l.tgz")], check=True,
+    out = subprocess.run([*argv("tar"), "--numeric-owner", "-tvzf", str(tmp_path / "l.tgz")], check=True,
                          capture_output=True, text=True).stdout.splitlines()
     assert len(out) == len(sample())
     assert out[0].startswith("drwxr-xr-x 0/0") and out[0].endswith(" etc/")
@@ -96,11 +97,11 @@ def test_same_input_same_bytes_for_every_compression():
         assert blob_a.media_type.endswith({"gzip": "+gzip", "zstd": "+zstd", "none": ".tar"}[comp.kind])
 
 
-@pytest.mark.skipif(not shutil.which("zstd"), reason="zstd CLI not installed")
+@pytest.mark.skipif(not which("zstd"), reason="zstd CLI not installed")
 def test_zstd_blob_decompresses_with_the_zstd_cli(tmp_path):
     data, blob = write(sample(), Compression("zstd"))
     (tmp_path / "l.zst").write_bytes(data)
-    raw = subprocess.run(["zstd", "-dc", str(tmp_path / "l.zst")], check=True, capture_output=True).stdout
+    raw = subprocess.run([*argv("zstd"), "-dc", str(tmp_path / "l.zst")], check=True, capture_output=True).stdout
     assert blob.diff_id == "sha256:" + hashlib.sha256(raw).hexdigest()
 
 

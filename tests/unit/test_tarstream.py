@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import io
-import shutil
 import subprocess
 import tarfile
 
 import pytest
+
+from tests.tools import argv, which
 
 from bilge.tarstream import BodyStream, TarFormatError, iter_members
 
@@ -57,7 +58,7 @@ def test_python_tarfile_formats(fmt):
     assert compare(make(fmt)) >= 7
 
 
-@pytest.mark.skipif(not shutil.which("tar"), reason="GNU tar not installed")
+@pytest.mark.skipif(not which("tar"), reason="GNU tar not installed")
 @pytest.mark.parametrize("fmt", ["gnu", "posix", "ustar", "v7", "oldgnu"])
 def test_gnu_tar_formats(tmp_path, fmt):
     root = tmp_path / "root"
@@ -67,7 +68,7 @@ def test_gnu_tar_formats(tmp_path, fmt):
     (root / "link").symlink_to("dir/file.txt")
     out = tmp_path / "x.tar"
     names = ["dir", "link"]
-    proc = subprocess.run(["tar", f"--format={fmt}", "-cf", str(out), "-C", str(root), *names],
+    proc = subprocess.run([*argv("tar"), f"--format={fmt}", "-cf", str(out), "-C", str(root), *names],
                           capture_output=True, text=True)
     if proc.returncode != 0:
         pytest.skip(f"tar --format={fmt}: {proc.stderr.strip()}")
