@@ -12,12 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.tools import argv, run_tool, which
-
 from bilge.errors import BilgeError, DigestMismatchError, OutputError
 from bilge.sink import Compression, ExistingLayer, Member, NewLayer, parse_output, write_image
 from bilge.sink.common import verify_image
 from bilge.sink.oci import open_layout_blob
+from tests.tools import argv, run_tool, which
 
 SKOPEO = which("skopeo")
 UMOCI = which("umoci")
@@ -81,9 +80,9 @@ def test_skopeo_reads_and_copies_every_format(tmp_path, fmt):
     tag = ":app:1" if fmt == "docker-archive" else ":v1"
     result = write_image(f"{fmt}:{out}{tag}", CONFIG, layers())
     ref = f"{fmt}:{out}" + (":v1" if fmt == "oci" else "")
-    info = json.loads(run("skopeo", "inspect", ref))
+    info = json.loads(run_tool("skopeo", "inspect", ref).stdout)
     assert info["Env"] == ["PATH=/usr/bin"] and info["Labels"] == {"a": "b"}
-    cfg = json.loads(run("skopeo", "inspect", "--config", "--raw", ref))
+    cfg = json.loads(run_tool("skopeo", "inspect", "--config", "--raw", ref).stdout)
     assert cfg["rootfs"]["diff_ids"] == [rec.diff_id for rec in result.layers]
     # skopeo copy verifies every blob digest on the way
     run_tool("skopeo", "copy", "--quiet", ref, f"dir:{tmp_path / 'copy'}")

@@ -86,19 +86,39 @@ def _sources() -> list[Path]:
     return [p for p in files if p.resolve() != Path(tools.__file__).resolve()]
 
 
+# helpers that take a command's words as positional arguments (``run("skopeo", ...)``)
+_RUNNERS = {"run", "sh", "call", "check_call", "check_output", "Popen", "run_measured", "system", "execvp"}
+
+
+def _callee(node: ast.Call) -> str:
+    func = node.func
+    return func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
+
+
+def _peer_word(node: ast.AST | None) -> str | None:
+    """The peer a command starts with: ``"lddtree"`` or ``["lddtree", ...]``; else None."""
+    if isinstance(node, (ast.List, ast.Tuple)) and node.elts:
+        node = node.elts[0]
+    if isinstance(node, ast.Constant) and node.value in PEERS:
+        return node.value
+    return None
+
+
 def _bare_peer_calls(path: Path) -> list[str]:
-    """Places where ``path`` names a peer by bare name: ``["lddtree", ...]`` or ``shutil.which("lddtree")``."""
+    """Places where ``path`` runs a peer by bare name: ``subprocess.run(["lddtree", ...])``,
+    ``run("skopeo", ...)``, ``cmd = ["umoci", ...]`` or ``shutil.which("lddtree")``."""
     tree = ast.parse(path.read_text(), filename=str(path))
+    where = path.relative_to(REPO) if path.is_relative_to(REPO) else path.name
     found = []
     for node in ast.walk(tree):
-        if isinstance(node, (ast.List, ast.Tuple)) and node.elts:
-            first = node.elts[0]
-            if isinstance(first, ast.Constant) and first.value in PEERS:
-                found.append(f"{path.relative_to(REPO)}:{node.lineno}: [{first.value!r}, ...]")
-        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "which"
-                and isinstance(node.func.value, ast.Name) and node.func.value.id == "shutil"
-                and node.args and isinstance(node.args[0], ast.Constant) and node.args[0].value in PEERS):
-            found.append(f"{path.relative_to(REPO)}:{node.lineno}: shutil.which({node.args[0].value!r})")
+        if isinstance(node, ast.Call) and node.args:
+            callee, peer = _callee(node), _peer_word(node.args[0])
+            if peer and (callee in _RUNNERS or callee == "which" and isinstance(node.func, ast.Attribute)):
+                found.append(f"{where}:{node.lineno}: {callee}({peer!r}...)")
+        elif isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id in ("cmd", "argv", "command")
+                                                  for t in node.targets):
+            if isinstance(node.value, ast.List) and (peer := _peer_word(node.value)):
+                found.append(f"{where}:{node.lineno}: cmd = [{peer!r}, ...]")
     return found
 
 
@@ -109,13 +129,12 @@ def test_no_test_or_benchmark_runs_a_peer_by_bare_name() -> None:
 
 
 def test_the_guard_sees_a_bare_call(tmp_path: Path) -> None:
-    probe = REPO / "tests" / f"_probe_{os.getpid()}.py"
-    probe.write_text('import shutil, subprocess\nsubprocess.run(["lddtree", "-l", "x"])\nshutil.which("umoci")\n')
-    try:
-        hits = _bare_peer_calls(probe)
-    finally:
-        probe.unlink()
-    assert len(hits) == 2 and "lddtree" in hits[0] and "umoci" in hits[1]
+    probe = tmp_path / "probe.py"
+    probe.write_text('import shutil, subprocess\nsubprocess.run(["lddtree", "-l", "x"])\nshutil.which("umoci")\n'
+                     'run("skopeo", "inspect", "x")\nCompression("gzip", 3)\nfor f in ("gzip", "zstd"): pass\n'
+                     'cmd = ["buildah", "bud"]\n')
+    hits = sorted(_bare_peer_calls(probe), key=lambda h: int(h.split(":")[1]))
+    assert [h.split(":")[1] for h in hits] == ["2", "3", "4", "7"], hits
 
 
 def test_ci_installs_every_debian_peer() -> None:
