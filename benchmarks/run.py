@@ -34,6 +34,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from tests.tools import argv, which  # noqa: E402  (how peers are run)
+
 CHUNK = 1 << 20
 
 

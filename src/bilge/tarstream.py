@@ -11,6 +11,7 @@ archives) is reported as an error rather than guessed at.
 
 from __future__ import annotations
 
+import math
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -55,6 +56,26 @@ def _num(field_: bytes) -> int:
         return int(field_, 8)
     except ValueError:
         raise TarFormatError(f"invalid number field {field_[:12]!r} in tar header") from None
+
+
+def _pax_int(pax: dict[str, str], key: str) -> int:
+    """A PAX record that must be a non-negative decimal integer (size, uid, gid)."""
+    value = pax[key]
+    if not value.isascii() or not value.isdigit() or len(value) > 20:
+        raise TarFormatError(f"invalid PAX {key} record {value[:24]!r} in tar header (not a non-negative integer)")
+    return int(value)
+
+
+def _pax_time(pax: dict[str, str], key: str) -> float:
+    """A PAX time record (``mtime``): a finite decimal number of seconds, possibly negative."""
+    value = pax[key]
+    try:
+        number = float(value) if value.isascii() and len(value) <= 40 else math.nan
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number) or any(c not in "0123456789.-" for c in value):
+        raise TarFormatError(f"invalid PAX {key} record {value[:24]!r} in tar header (not a finite number)")
+    return number
 
 
 def _str(field_: bytes) -> str:
@@ -115,6 +136,8 @@ def iter_members(fh: BinaryIO) -> Iterator[Member]:
             if expected != actual - 256 * high:
                 raise TarFormatError("tar header checksum mismatch: not a tar stream, or corrupt")
         body_size = _num(size)
+        if body_size < 0:
+            raise TarFormatError(f"negative member size ({body_size}) in tar header")
         data_at = pos + BLOCK
         pos = data_at + ((body_size + BLOCK - 1) // BLOCK) * BLOCK
         if typeflag in (b"x", b"X", b"g", b"L", b"K"):
@@ -151,15 +174,17 @@ def iter_members(fh: BinaryIO) -> Iterator[Member]:
             devminor=_num(devminor) if typeflag in (b"3", b"4") else 0,
             offset_data=data_at, pax=pax,
         )
+        if member.uid < 0 or member.gid < 0:
+            raise TarFormatError(f"negative uid/gid ({member.uid}/{member.gid}) in tar header")
         if pax:
             if "size" in pax:
-                member.size = int(pax["size"])
+                member.size = _pax_int(pax, "size")
                 pos = data_at + ((member.size + BLOCK - 1) // BLOCK) * BLOCK
             for key in ("uid", "gid"):
                 if key in pax:
-                    setattr(member, key, int(pax[key]))
+                    setattr(member, key, _pax_int(pax, key))
             if "mtime" in pax:
-                member.mtime = float(pax["mtime"])
+                member.mtime = _pax_time(pax, "mtime")
             if "uname" in pax:
                 member.uname = pax["uname"]
             if "gname" in pax:

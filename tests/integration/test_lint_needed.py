@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import docker_rmi, require_tool, run
-from tests.tools import argv
 from tests.integration.test_lint_image import SavedImage, bilge_lint, by_rule
+from tests.tools import argv
 
 BUILDER = """\
 FROM bilge-base:bookworm AS builder

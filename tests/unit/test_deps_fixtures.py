@@ -17,10 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.tools import argv, which
-
 from bilge.deps import closure, image_view
 from bilge.source import open_image
+from tests.tools import argv, which
 
 ALPINE = "trivy-alpine-311.tar.gz"
 

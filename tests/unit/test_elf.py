@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from tests.tools import argv, which
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from tests.tools import argv, which
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_deps_roots import Root, have_gcc, have_musl, set_machine  # noqa: E402

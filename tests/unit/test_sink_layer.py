@@ -9,13 +9,12 @@ import subprocess
 import tarfile
 
 import pytest
-
-from tests.tools import argv, which
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bilge.errors import BilgeError
 from bilge.sink.layer import Compression, Member, sorted_members, source_date_epoch, write_layer
+from tests.tools import argv, which
 
 
 def sample() -> list[tuple[Member, bytes | None]]:

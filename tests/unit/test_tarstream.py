@@ -8,9 +8,8 @@ import tarfile
 
 import pytest
 
-from tests.tools import argv, which
-
 from bilge.tarstream import BodyStream, TarFormatError, iter_members
+from tests.tools import argv, which
 
 LONG = "very/" * 30 + "long-name-é.txt"
 
@@ -95,3 +94,48 @@ def test_base256_size_field():
     data = bytes(block) + b"hello".ljust(512, b"\0") + b"\0" * 1024
     [m] = list(iter_members(io.BytesIO(data)))
     assert m.size == 5 and BodyStream(io.BytesIO(data), m.offset_data, 5).read() == b"hello"
+
+
+def _pax_member(**records: str) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        info = tarfile.TarInfo("f")
+        info.size = 5
+        info.pax_headers = dict(records)
+        tf.addfile(info, io.BytesIO(b"hello"))
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("records", [
+    {"size": "abc"}, {"size": "-5"}, {"size": "1e3"}, {"size": ""}, {"uid": "root"}, {"gid": "-1"},
+    {"mtime": "inf"}, {"mtime": "nan"}, {"mtime": "-inf"}, {"mtime": "1e400"}, {"mtime": "soon"},
+])
+def test_pax_numbers_that_are_not_numbers_are_errors(records):
+    """Issue 16 (4, 5): a PAX size/uid/gid/mtime that is not a (finite, non-negative where it must be)
+    number is a format error, never a ValueError traceback or an infinite mtime handed to the writers."""
+    with pytest.raises(TarFormatError, match="invalid PAX"):
+        list(iter_members(io.BytesIO(_pax_member(**records))))
+
+
+def test_valid_pax_numbers_are_read():
+    [m] = list(iter_members(io.BytesIO(_pax_member(uid="3000000", gid="7", mtime="1700000000.25"))))
+    assert (m.uid, m.gid, m.mtime) == (3_000_000, 7, 1700000000.25)
+    [m] = list(iter_members(io.BytesIO(_pax_member(mtime="-86400"))))  # before 1970 is a real time
+    assert m.mtime == -86400
+
+
+def _gnu_base256(offset: int, width: int, value: int) -> bytes:
+    info = tarfile.TarInfo("neg")
+    info.size = 0
+    block = bytearray(info.tobuf(tarfile.GNU_FORMAT))
+    block[offset:offset + width] = b"\xff" + (value % (1 << (8 * (width - 1)))).to_bytes(width - 1, "big")
+    block[148:156] = b"        "
+    block[148:155] = f"{sum(block):06o}\0".encode()
+    return bytes(block) + b"\0" * 1024
+
+
+@pytest.mark.parametrize("field,offset,width", [("size", 124, 12), ("uid", 108, 8), ("gid", 116, 8)])
+def test_negative_base256_numbers_are_errors(field, offset, width):
+    """Issue 16 (9): a negative size used to make the reader walk backwards forever (--no-verify)."""
+    with pytest.raises(TarFormatError, match="negative"):
+        list(iter_members(io.BytesIO(_gnu_base256(offset, width, -1024))))
