@@ -130,6 +130,48 @@ def test_existing_layout_gets_a_new_manifest_and_the_tag_moves(tmp_path):
     assert not [p for p in out.rglob(".*")]
 
 
+def test_a_planted_symlink_at_the_old_fixed_temp_name_is_never_followed(tmp_path):
+    """Issue 16 (1): the new index.json went to a fixed name through a call that followed symlinks."""
+    out = tmp_path / "lay"
+    write_image(f"oci:{out}:v1", CONFIG, layers())
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    (out / ".index.json.bilge-tmp").symlink_to(victim)
+    write_image(f"oci:{out}:v2", CONFIG, layers())
+    assert victim.read_text() == "precious"
+    assert not (out / "index.json").is_symlink()
+    index = json.loads((out / "index.json").read_bytes())
+    assert len(index["manifests"]) == 2
+
+
+@pytest.mark.parametrize("planted", ["index.json", "oci-layout", "blobs", "blobs/sha256"])
+def test_a_layout_with_a_symlinked_part_is_refused_and_nothing_is_written_elsewhere(tmp_path, planted):
+    """Issue 16 (1, 2): the writers apply the reader's containment rules."""
+    out = tmp_path / "lay"
+    write_image(f"oci:{out}:v1", CONFIG, layers())
+    elsewhere = tmp_path / "elsewhere"
+    real = out / planted
+    os.replace(real, elsewhere)
+    real.symlink_to(elsewhere)
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    with pytest.raises(OutputError, match="symbolic link"):
+        write_image(f"oci:{out}:v2", CONFIG, layers())
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
+def test_a_symlink_planted_at_a_blob_name_is_replaced_not_followed(tmp_path):
+    out = tmp_path / "lay"
+    first = write_image(f"oci:{out}:v1", CONFIG, layers())
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    blob = out / "blobs" / "sha256" / first.config_digest.split(":")[1]
+    blob.unlink()
+    blob.symlink_to(victim)
+    write_image(f"oci:{out}:v2", CONFIG, layers())
+    assert victim.read_text() == "precious" and not blob.is_symlink()
+    assert hashlib.sha256(blob.read_bytes()).hexdigest() == first.config_digest.split(":")[1]
+
+
 def test_refuses_a_non_layout_directory_and_a_directory_as_archive(tmp_path):
     (tmp_path / "stuff").mkdir()
     (tmp_path / "stuff" / "file").write_text("x")

@@ -161,6 +161,9 @@ class BlobDir:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.dir = root / "blobs" / "sha256"
+        for part in (root / "blobs", self.dir):  # never write through a planted symlink
+            if part.is_symlink():
+                raise OutputError(f"cannot write into {root}: {part.relative_to(root)} is a symbolic link")
         self.dir.mkdir(parents=True, exist_ok=True)
         self.added: list[Path] = []  # blobs this writer created (removed again on failure)
 
@@ -172,7 +175,7 @@ class BlobDir:
 
     def _commit(self, tmp: Path, digest: str) -> None:
         final = self.path(digest)
-        if final.exists():
+        if _present(final):
             tmp.unlink()
             return
         os.replace(tmp, final)
@@ -205,7 +208,7 @@ class BlobDir:
 
     def copy_layer(self, layer: ExistingLayer) -> str:
         """Copy a stored blob, checking (or, when ``layer.digest`` is empty, computing) its digest."""
-        if layer.digest and self.path(layer.digest).exists():
+        if layer.digest and _present(self.path(layer.digest)):
             return layer.digest
         fh, tmp = self._tmp()
         h = hashlib.sha256()
@@ -234,6 +237,11 @@ class BlobDir:
         for p in self.added:
             p.unlink(missing_ok=True)
         self.added.clear()
+
+
+def _present(path: Path) -> bool:
+    """A regular blob file is already there (a symlink planted at a blob's name is replaced, never kept)."""
+    return path.is_file() and not path.is_symlink()
 
 
 # ---------------------------------------------------------------------------------------------

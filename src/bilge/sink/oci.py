@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,9 @@ def _existing_manifests(root: Path) -> list[dict[str, Any]] | None:
         raise OutputError(f"cannot write oci:{root}: it exists and is not a directory")
     if not any(root.iterdir()):
         return None
+    for name in ("oci-layout", "index.json", "blobs"):
+        if (root / name).is_symlink():  # the reader refuses such a layout; the writer never follows one
+            raise OutputError(f"cannot write oci:{root}: {name} is a symbolic link")
     if not (root / "oci-layout").is_file() or not (root / "index.json").is_file():
         raise OutputError(f"cannot write oci:{root}: the directory is not empty and not an OCI layout")
     try:
@@ -48,6 +52,22 @@ def _existing_manifests(root: Path) -> list[dict[str, Any]] | None:
         return list(index.get("manifests") or [])
     except (ValueError, AttributeError):
         raise OutputError(f"cannot write oci:{root}: its index.json is not valid JSON") from None
+
+
+def _write_new(directory: Path, prefix: str, data: bytes) -> Path:
+    """Write ``data`` to a new file with an unpredictable name in ``directory`` (O_CREAT|O_EXCL, so a
+    planted name or symlink is never followed); return its path."""
+    fd, name = tempfile.mkstemp(dir=directory, prefix=prefix, suffix=".bilge-tmp")
+    try:
+        mask = os.umask(0)
+        os.umask(mask)
+        os.fchmod(fd, 0o666 & ~mask)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+    except BaseException:
+        os.unlink(name)
+        raise
+    return Path(name)
 
 
 def open_layout_blob(root: Path) -> Callable[[str], Any]:
@@ -86,7 +106,7 @@ def write(
             raise
     else:
         blobs = BlobDir(target)
-        tmp_index = target / ".index.json.bilge-tmp"
+        tmp_index: Path | None = None
         try:
             a = assemble(blobs, config, layers, compression, clamp, on_layer)
             kept = []
@@ -96,12 +116,13 @@ def write(
                     continue  # the tag moves to the new manifest
                 kept.append(desc)
             kept.append(manifest_descriptor(a, annotations))
-            tmp_index.write_bytes(index_json(kept))
+            tmp_index = _write_new(target, ".index.json.", index_json(kept))
             verify_image(open_layout_blob(target), a.manifest_digest, full=verify_full,
                          expect_manifest_size=a.manifest_size)
             os.replace(tmp_index, target / "index.json")
         except BaseException:
-            tmp_index.unlink(missing_ok=True)
+            if tmp_index is not None:
+                tmp_index.unlink(missing_ok=True)
             blobs.discard_added()
             raise
     return WriteResult(spec, a.manifest_digest, a.config_digest, a.layers, a.config)
