@@ -470,6 +470,10 @@ def _make_entry(fh: BinaryIO, m: Member) -> Entry:
         parent = posixpath.dirname(path)
         if base == OPAQUE:
             whiteout = ("opaque", parent)
+        elif base[len(WHITEOUT_PREFIX):] in ("", ".", ".."):
+            # ".wh." names no file: read literally it would hide its own directory (the root, for a
+            # top-level one) while files under it stay visible. Refused like a '..' entry, everywhere.
+            problem = f"whiteout {base!r} names no file (it would hide its parent directory)"
         else:
             whiteout = ("file", posixpath.join(parent, base[len(WHITEOUT_PREFIX):]) if parent
                         else base[len(WHITEOUT_PREFIX):])
@@ -477,7 +481,7 @@ def _make_entry(fh: BinaryIO, m: Member) -> Entry:
         path=path, raw_name=m.name, type=etype, size=m.size if etype == "file" else 0,
         mode=m.mode & 0o7777, uid=m.uid, gid=m.gid, uname=m.uname, gname=m.gname,
         mtime=m.mtime, linkname=linkname, whiteout=whiteout,
-        unsafe=problem if problem and "escapes" in problem else None,
+        unsafe=problem if problem and ("escapes" in problem or "whiteout" in problem) else None,
         devmajor=m.devmajor, devminor=m.devminor, pax=m.pax,
         _stream=fh, _offset=m.offset_data,
     )

@@ -155,3 +155,28 @@ def test_dive_metrics_count_deleted_files_as_zero(tmp_path):
     # f: 10 + 0 (two nodes, inefficient); d: only one leaf node (the whiteout) with 20; d/a: 20
     assert d.wasted_bytes == 10
     assert d.efficiency == pytest.approx((0 + 20 + 20) / (10 + 20 + 20))
+
+
+@pytest.mark.parametrize("name", [".wh.", "etc/.wh.", ".wh..", "etc/.wh.."])
+def test_a_whiteout_that_names_no_file_is_refused_not_applied(tmp_path, name):
+    """Issue 16 (19): ``.wh.`` hid /keep and /etc but left /etc/passwd visible (and squash then wrote
+    etc/passwd without its directory). It names no file: refused like a '..' entry, reported once."""
+    import tarfile
+
+    from bilge.rewrite import squash
+
+    raw = tarfile.TarInfo(name)
+    src, fs = build(tmp_path, [[("file", "keep", b"k"), ("file", "etc/passwd", b"root:x:0:0")],
+                               [("raw", raw, b"")]])
+    assert visible(fs) == {"keep": "file", "etc": "dir", "etc/passwd": "file"}
+    assert [(f.kind, f.layer) for f in fs.findings] == [("unsafe-path", 1)]
+    assert "names no file" in fs.findings[0].message
+    out = tmp_path / "sq.tar"
+    squash(src, f"oci-archive:{out}")
+    _, fs2 = build_from(f"oci-archive:{out}")
+    assert visible(fs2) == visible(fs) and not fs2.findings
+
+
+def build_from(ref):
+    src = open_image(ref)
+    return src, walk_image(src)
