@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
 import sys
 
 import typer
@@ -60,10 +61,38 @@ for _name in COMMAND_MODULES:
     _module.register(app)
 
 
+MAX_ERROR_CHARS = 1000
+
+
 def error_line(message: str) -> None:
-    """Print one error line on stderr."""
-    sys.stderr.write(f"bilge: error: {message}\n")
+    """Print one error line on stderr: newlines folded, at most MAX_ERROR_CHARS characters."""
+    line = " ".join(message.split())
+    if len(line) > MAX_ERROR_CHARS:
+        line = line[: MAX_ERROR_CHARS - 30].rstrip() + f" … ({len(line):,} characters)"
+    sys.stderr.write(f"bilge: error: {line}\n")
     sys.stderr.flush()
+
+
+class Terminated(BaseException):
+    """SIGTERM (or SIGHUP) arrived: unwind like Ctrl-C, so every ``except BaseException``/``finally``
+    cleanup (staging directories, temporary files) runs before the process exits."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _on_signal(signum: int, _frame: object) -> None:
+    raise Terminated(signum)
+
+
+def _install_signal_handlers() -> None:
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        try:
+            if signal.getsignal(sig) in (signal.SIG_DFL, None):
+                signal.signal(sig, _on_signal)
+        except (ValueError, OSError):  # not the main thread, or an unsupported signal
+            pass
 
 
 def _silence_stdout() -> None:
@@ -75,6 +104,7 @@ def _silence_stdout() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in (argv if argv is not None else sys.argv[1:]) or bool(os.environ.get("BILGE_DEBUG"))
+    _install_signal_handlers()
     try:
         rv = app(args=argv, standalone_mode=False)
     except Exit as exc:
@@ -86,6 +116,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except KeyboardInterrupt:
         sys.exit(130)
+    except Terminated as exc:
+        sys.exit(128 + exc.signum)
     except BilgeError as exc:
         if debug:
             raise

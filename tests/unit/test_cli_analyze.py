@@ -82,3 +82,15 @@ def test_every_command_has_working_help():
         proc = run(*([name] if name else []), "--help")
         assert proc.returncode == 0 and "Traceback" not in proc.stderr, (name, proc.stderr)
         assert "Usage" in proc.stdout
+
+
+def test_an_error_is_one_bounded_line(capsys):
+    """Issue 16 (17): an error listing a million manifest entries was a 20 MB line."""
+    from bilge.cli import MAX_ERROR_CHARS, error_line
+
+    error_line("no image matches; the archive holds: " + ", ".join(f"img{i}:latest" for i in range(100_000))
+               + "\nsecond line")
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("bilge: error: no image matches")
+    assert len(err) <= MAX_ERROR_CHARS + len("bilge: error: \n")
+    assert err.rstrip().endswith("characters)")

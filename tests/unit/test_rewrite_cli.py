@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from bilge.sink import Member
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -117,3 +119,36 @@ def test_scrub_without_findings_copies_the_layers(tmp_path):
     assert p.returncode == 0, p.stderr
     doc = json.loads(p.stdout)
     assert doc["schema"] == "bilge.scrub/1" and doc["findings"] == [] and doc["squashed_from"] is None
+
+
+def _big_image(tmp_path: Path) -> str:
+    """~48 MB of incompressible bodies: long enough to squash that a signal lands mid-write."""
+    rnd = os.urandom(1 << 20)
+    layers = [[(Member(f"d{i}/f{j}", size=len(rnd)), rnd[j:] + rnd[:j]) for j in range(8)] for i in range(6)]
+    return build_image(tmp_path / "big.tar", layers)
+
+
+
+@pytest.mark.parametrize("sig", ["TERM", "INT", "HUP"])
+def test_a_signal_mid_squash_leaves_nothing_behind(tmp_path, sig):
+    """Issue 16 (16): SIGTERM left the staging directory beside the output (SIGINT cleaned up)."""
+    import signal
+    import time
+
+    ref = _big_image(tmp_path)
+    outdir, tmpdir = tmp_path / "out", tmp_path / "tmp"
+    outdir.mkdir()
+    tmpdir.mkdir()
+    e = {k: v for k, v in os.environ.items() if k != "SOURCE_DATE_EPOCH"}
+    e.update({"PYTHONPATH": str(SRC), "NO_COLOR": "1", "TMPDIR": str(tmpdir)})
+    proc = subprocess.Popen([sys.executable, "-m", "bilge", "squash", ref, "-o", f"oci-archive:{outdir / 'o.tar'}"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=e)
+    deadline = time.monotonic() + 60
+    while not any(outdir.iterdir()) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert proc.poll() is None, "squash finished before the signal could be sent"
+    proc.send_signal(getattr(signal, f"SIG{sig}"))
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + getattr(signal, f"SIG{sig}"), err
+    assert "Traceback" not in err
+    assert list(outdir.iterdir()) == [] and list(tmpdir.iterdir()) == []
