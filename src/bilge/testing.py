@@ -101,11 +101,13 @@ def _add(tf: tarfile.TarFile, name: str, data: bytes) -> None:
     tf.addfile(info, io.BytesIO(data))
 
 
-def docker_archive(path: str | os.PathLike, layers: Sequence[Sequence[Item]], *, history: Sequence[str] | None = None,
+def docker_archive(path: str | os.PathLike, layers: Sequence[Sequence[Item] | bytes], *, history: Sequence[str] | None = None,
                    tags: Sequence[str] = ("test/image:latest",), compression: str | None = None,
                    config: dict[str, Any] | None = None, more_images: int = 0) -> dict[str, Any]:
-    """Write a legacy ``docker save`` archive; return the config written."""
-    tars = [layer_tar(items) for items in layers]
+    """Write a legacy ``docker save`` archive; return the config written.
+
+    A layer is a list of items or, for hand-crafted (hostile) tar streams, the layer tar's bytes."""
+    tars = [items if isinstance(items, bytes) else layer_tar(items) for items in layers]
     cfg = config or config_for(tars, history)
     cfg_bytes = json.dumps(cfg).encode()
     cfg_name = hashlib.sha256(cfg_bytes).hexdigest() + ".json"
