@@ -6,10 +6,14 @@ import json
 import sys
 from enum import StrEnum
 from importlib import resources
+from typing import TYPE_CHECKING
 
 import typer
 
 from bilge.errors import BilgeError
+
+if TYPE_CHECKING:
+    from bilge.source.base import ImageSource
 
 
 class Format(StrEnum):
@@ -24,7 +28,7 @@ def demo_image_path() -> str:
     return str(path)
 
 
-def progress_reporter(src, quiet: bool):
+def progress_reporter(src: ImageSource, quiet: bool):
     """A rich progress bar on stderr for long reads (TTY only); returns (callback, stop)."""
     total = src.image.compressed_bytes
     if quiet or not sys.stderr.isatty() or total < 50_000_000:
