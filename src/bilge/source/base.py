@@ -59,9 +59,10 @@ class Credentials:
 
     username: str
     password: str
+    origin: str = "--creds"  # where they came from, for messages: "--creds", "--creds-file PATH"
 
     def __repr__(self) -> str:
-        return f"Credentials(username={self.username!r}, password=<hidden>)"
+        return f"Credentials(username={self.username!r}, password=<hidden>, origin={self.origin!r})"
 
     __str__ = __repr__
 
