@@ -432,7 +432,7 @@ def _existing(src: ImageSource, layer: Layer) -> ExistingLayer:
     if not layer.diff_id:
         raise BilgeError(f"layer {layer.index} has no diff_id in the config; cannot keep it as a base layer")
     return ExistingLayer(layer.digest or "", layer.size, layer.diff_id, layer.media_type,
-                         lambda: src.open_layer_blob(layer))
+                         lambda: src.open_layer_blob(layer), origin=getattr(src, "blob_origin", None))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -218,6 +218,7 @@ class _WithProgress(ImageSource):
         self.inner, self.progress = inner, progress
         self.image, self.verify = inner.image, inner.verify
         self.shows_progress = True
+        self.blob_origin = getattr(inner, "blob_origin", None)
 
     def open_layer_blob(self, layer):  # type: ignore[no-untyped-def]
         return self.inner.open_layer_blob(layer)

@@ -441,3 +441,105 @@ def client_for(name: DockerName, *, credentials: RegistryAuth | None, tls_verify
 
 
 __all__ = ["ANONYMOUS", "AuthError", "MANIFEST_ACCEPT", "RegistryClient", "RegistryError", "client_for"]
+
+
+# ---------------------------------------------------------------------------------------------
+# writing (the registry sink)
+
+MONOLITHIC_MAX = 16 << 20  # blobs up to this size go up in one PUT; larger ones in PATCH chunks
+UPLOAD_CHUNK = 16 << 20
+
+
+def _with_digest(location: str, digest: str) -> str:
+    sep = "&" if "?" in location else "?"
+    return f"{location}{sep}digest={digest}"
+
+
+class Uploader:
+    """Blob and manifest uploads for one repository (``client`` must have push scope)."""
+
+    def __init__(self, client: RegistryClient) -> None:
+        self.client = client
+
+    def has_blob(self, digest: str) -> bool:
+        resp = self.client.request("HEAD", self.client.repo_path("blobs", digest), f"HEAD blob {digest[:19]}")
+        _read_small(resp)
+        return resp.status_code == 200
+
+    def mount(self, digest: str, from_repository: str) -> bool:
+        """Cross-repository mount (201) -- or False when the registry starts an upload instead (202)."""
+        path = f"/v2/{self.client.name.repository}/blobs/uploads/"
+        resp = self.client.request("POST", path, f"mount blob {digest[:19]}",
+                                   params={"mount": digest, "from": from_repository})
+        _read_small(resp)
+        if resp.status_code == 201:
+            return True
+        if resp.status_code == 202 and resp.headers.get("Location"):
+            # an upload session the registry opened instead; cancel it, we upload on our own terms
+            cancel = self.client.request("DELETE", urljoin(self.client.url(path), resp.headers["Location"]),
+                                         "cancel upload")
+            _read_small(cancel)
+        return False
+
+    def _start(self, digest: str) -> str:
+        path = f"/v2/{self.client.name.repository}/blobs/uploads/"
+        resp = self.client.request("POST", path, f"upload blob {digest[:19]}")
+        detail = registry_message(_read_small(resp))
+        if resp.status_code != 202 or not resp.headers.get("Location"):
+            raise RegistryError(f"{self.client.label}: starting the upload of {digest[:19]} answered "
+                                f"{resp.status_code} {resp.reason_phrase}" + (f" ({detail})" if detail else ""))
+        return urljoin(self.client.url(path), resp.headers["Location"])
+
+    def upload(self, path: str, digest: str, size: int) -> str:
+        """Upload the file ``path`` unless the registry has it; returns "exists", "monolithic" or "chunked"."""
+        if self.has_blob(digest):
+            return "exists"
+        for attempt in range(self.client.retries + 1):
+            try:
+                return self._upload_once(path, digest, size)
+            except RegistryError:
+                if attempt == self.client.retries:
+                    raise
+                self.client._sleep(self.client._backoff(attempt))
+        raise AssertionError("unreachable")
+
+    def _upload_once(self, path: str, digest: str, size: int) -> str:
+        location = self._start(digest)
+        what = f"upload blob {digest[:19]}"
+        headers = {"Content-Type": "application/octet-stream"}
+        if size <= MONOLITHIC_MAX:
+            with open(path, "rb") as fh:
+                data = fh.read()
+            resp = self.client.request("PUT", _with_digest(location, digest), what, content=data,
+                                       headers={**headers, "Content-Length": str(len(data))}, retry=False)
+            self._expect(resp, (201,), what)
+            return "monolithic"
+        offset = 0
+        with open(path, "rb") as fh:
+            while chunk := fh.read(UPLOAD_CHUNK):
+                end = offset + len(chunk) - 1
+                resp = self.client.request("PATCH", location, what, content=chunk, retry=False,
+                                           headers={**headers, "Content-Range": f"{offset}-{end}",
+                                                    "Content-Length": str(len(chunk))})
+                self._expect(resp, (202,), what)
+                location = urljoin(location, resp.headers.get("Location") or location)
+                offset = end + 1
+        resp = self.client.request("PUT", _with_digest(location, digest), what, content=b"", retry=False,
+                                   headers={"Content-Length": "0"})
+        self._expect(resp, (201,), what)
+        return "chunked"
+
+    def _expect(self, resp: httpx.Response, ok: tuple[int, ...], what: str) -> None:
+        detail = registry_message(_read_small(resp))
+        if resp.status_code not in ok:
+            raise RegistryError(f"{self.client.label}: {what} answered {resp.status_code} {resp.reason_phrase}"
+                                + (f" ({detail})" if detail else ""))
+
+    def put_manifest(self, reference: str, body: bytes, media_type: str) -> str:
+        """PUT a manifest under a tag; return the digest the registry reports for it."""
+        what = f"PUT manifest {reference}"
+        resp = self.client.request("PUT", self.client.repo_path("manifests", reference), what, content=body,
+                                   headers={"Content-Type": media_type})
+        headers = resp.headers
+        self._expect(resp, (200, 201), what)
+        return headers.get("Docker-Content-Digest", "")

@@ -51,6 +51,11 @@ class RegistrySource(ImageSource):
     def name(self) -> DockerName:
         return self.client.name
 
+    @property
+    def blob_origin(self) -> tuple[str, str]:
+        """Where the blobs live: a push to the same registry mounts them instead of copying."""
+        return (self.client.name.registry, self.client.name.repository)
+
     def open_layer_blob(self, layer: Layer) -> BinaryIO:
         label = f"layer {layer.index + 1}/{len(self.image.layers)} {layer.digest[7:19]}"
         return self._open(layer.digest, layer.size, label)
