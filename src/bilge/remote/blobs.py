@@ -9,7 +9,7 @@ the length, and -- when it fills the cache, or when asked to -- the digest.
 
 :class:`BlobCache` (``--cache`` / ``--cache-dir``): ``ROOT/blobs/sha256/<hex>``, written through a
 temporary file and renamed into place only once the whole blob hashed to its digest; read back
-through a reader that hashes again and removes an entry that no longer matches.
+after hashing it again: an entry that no longer matches is removed and the blob downloaded again.
 """
 
 from __future__ import annotations
@@ -53,17 +53,24 @@ class BlobCache:
         return self.dir / _hex(digest)
 
     def open(self, digest: str, size: int | None) -> BinaryIO | None:
+        """The cached blob, hashed first: an entry that no longer matches its digest is removed (and
+        the caller downloads the blob again). None when absent."""
         path = self.path(digest)
         try:
             fh = open(path, "rb")  # noqa: SIM115
         except OSError:
             return None
-        actual = os.fstat(fh.fileno()).st_size
-        if size is not None and size >= 0 and actual != size:
+        h = hashlib.sha256()
+        n = 0
+        while chunk := fh.read(CHUNK * 4):
+            h.update(chunk)
+            n += len(chunk)
+        if "sha256:" + h.hexdigest() != digest or (size is not None and size >= 0 and n != size):
             fh.close()
             path.unlink(missing_ok=True)
             return None
-        return VerifiedFile(fh, digest, path)  # type: ignore[return-value]
+        fh.seek(0)
+        return fh
 
     def writer(self, digest: str) -> CacheWriter:
         return CacheWriter(self, digest)
@@ -91,32 +98,6 @@ class CacheWriter:
     def abort(self) -> None:
         self._fh.close()
         self._tmp.unlink(missing_ok=True)
-
-
-class VerifiedFile(RawReader):
-    """A cached blob read forward; at its end the sha256 must still be the digest, else the entry goes."""
-
-    def __init__(self, fh: BinaryIO, digest: str, path: Path) -> None:
-        super().__init__()
-        self._fh, self._digest, self._path = fh, digest, path
-        self._hash = hashlib.sha256()
-        self._done = False
-
-    def read(self, n: int = -1) -> bytes:
-        data = self._fh.read(n if n is not None and n >= 0 else CHUNK * 16)
-        if data:
-            self._hash.update(data)
-        elif not self._done and n != 0:
-            self._done = True
-            if "sha256:" + self._hash.hexdigest() != self._digest:
-                self._path.unlink(missing_ok=True)
-                raise DigestMismatchError(f"cached blob {self._digest} is corrupt (removed from the cache at "
-                                          f"{self._path.parent.parent.parent}); run again to download it")
-        return data
-
-    def close(self) -> None:
-        self._fh.close()
-        super().close()
 
 
 class BlobStream(RawReader):
@@ -147,6 +128,7 @@ class BlobStream(RawReader):
             raise
 
     def _connect(self) -> None:
+        self._buf, self._off = b"", 0  # (called only once the buffer has been read)
         resp = self._client.open_blob(self.digest, self._received)
         skip = 0
         if self._received:
@@ -159,7 +141,7 @@ class BlobStream(RawReader):
             else:  # 200: the whole blob again; skip what already arrived
                 skip = self._received
         self._resp = resp
-        self._chunks = resp.iter_raw(CHUNK)
+        self._chunks = resp.iter_raw()  # as the network delivers: a resume loses nothing
         while skip:
             chunk = next(self._chunks, b"")
             if not chunk:
@@ -191,7 +173,7 @@ class BlobStream(RawReader):
                 chunk = next(self._chunks, b"")
             except httpx.TransportError as exc:
                 self._reconnect(exc)
-                if self._buf:
+                if len(self._buf) - self._off:
                     return b""  # a 200 resume left bytes in the buffer; the caller takes them first
                 continue
             if chunk:

@@ -178,6 +178,8 @@ class RegistryClient:
                 resp.close()
                 self._sleep(delay)
                 continue
+            if resp.status_code in RETRY_STATUSES and attempt:
+                resp.extensions["bilge_attempts"] = attempt + 1
             return resp
         raise AssertionError("unreachable")
 
@@ -272,7 +274,7 @@ class RegistryClient:
         if resp.status_code in (401, 403):
             raise AuthError(self._auth_failure(resp.status_code, resp.reason_phrase, "the token server"))
         if resp.status_code != 200:
-            raise RegistryError(f"{self.label}: the token server answered {resp.status_code} {resp.reason_phrase}")
+            raise RegistryError(f"{self.label}: the token server {answered(resp)}")
         try:
             doc = json.loads(body)
         except ValueError:
@@ -370,7 +372,7 @@ class RegistryClient:
             raise RegistryError(f"{shown}: no such {'manifest' if pinned else 'image'} in the registry ({detail})")
         if resp.status_code != 200:
             detail = registry_message(_read_small(resp))
-            raise RegistryError(f"{self.label}: {what} answered {resp.status_code} {resp.reason_phrase}"
+            raise RegistryError(f"{self.label}: {what} {answered(resp)}"
                                 + (f" ({detail})" if detail else ""))
         body = _read_limited(resp, MAX_MANIFEST, f"{self.label}: {what}")
         media_type = resp.headers.get("Content-Type", "").split(";")[0].strip()
@@ -397,7 +399,7 @@ class RegistryClient:
         if resp.status_code == 404:
             raise RegistryError(f"{self.name.name}: blob {digest} is not in the registry "
                                 f"({detail or '404 Not Found'})")
-        raise RegistryError(f"{self.label}: {what} answered {resp.status_code} {resp.reason_phrase}"
+        raise RegistryError(f"{self.label}: {what} {answered(resp)}"
                             + (f" ({detail})" if detail else ""))
 
     def get_blob_bytes(self, digest: str, limit: int, what: str) -> bytes:
@@ -408,6 +410,12 @@ class RegistryClient:
             raise DigestMismatchError(f"{self.name.name}: {what} {digest[:19]}: digest mismatch "
                                       f"(the registry served {len(data)} bytes that hash to something else)")
         return data
+
+
+def answered(resp: httpx.Response) -> str:
+    """``answered 503 Service Unavailable`` (+ ``(after N attempts)`` when it was retried)."""
+    attempts = resp.extensions.get("bilge_attempts")
+    return f"answered {resp.status_code} {resp.reason_phrase}" + (f" (after {attempts} attempts)" if attempts else "")
 
 
 def _read_small(resp: httpx.Response) -> httpx.Response:
@@ -532,7 +540,7 @@ class Uploader:
     def _expect(self, resp: httpx.Response, ok: tuple[int, ...], what: str) -> None:
         detail = registry_message(_read_small(resp))
         if resp.status_code not in ok:
-            raise RegistryError(f"{self.client.label}: {what} answered {resp.status_code} {resp.reason_phrase}"
+            raise RegistryError(f"{self.client.label}: {what} {answered(resp)}"
                                 + (f" ({detail})" if detail else ""))
 
     def put_manifest(self, reference: str, body: bytes, media_type: str) -> str:
