@@ -6,18 +6,16 @@ members in lexical order -- layer directories (``<v1 id>/layer.tar``) or blobs (
 sorted by name, ``manifest.json`` (which says which member is which layer, in which order) last. A
 layer therefore usually arrives before the reader can know it is the next one, and the image model
 (layer order and sizes) is only known at the end. So each member is written, as it streams by, to its
-own file in a private temporary directory (mode 0700, removed when the source closes) and hashed on
-the way; memory stays flat (one 1 MiB chunk), the disk holds one copy of the image (no tar around it),
-and every uncompressed layer whose sha256 matched its diff_id while spooling is not hashed again: the
-layers are then read from the spool by seeking past file bodies, as a local ``docker save`` archive is.
-Set ``TMPDIR`` to put the spool on another disk.
+own file in a private temporary directory (mode 0700, removed when the source closes); memory
+stays flat (one 1 MiB chunk) and the disk holds one copy of the image (no tar around it). The layers
+are then read from the spool exactly as from a local ``docker save`` archive (digests and diff_ids
+verified while streaming). Set ``TMPDIR`` to put the spool on another disk.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import errno
-import hashlib
 import os
 import posixpath
 import shutil
@@ -27,7 +25,7 @@ from typing import Any
 
 import httpx
 
-from bilge.errors import BilgeError, DigestMismatchError, ImageFormatError
+from bilge.errors import BilgeError, ImageFormatError
 from bilge.image import Platform
 from bilge.layers import ForwardStream
 from bilge.rawio import RawReader
@@ -86,9 +84,8 @@ class SpoolStore(DirStore):
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def spool(stream: RawReader, root: str, what: str) -> dict[str, str]:
-    """Write every member of the tar ``stream`` under ``root``; return {member path: sha256 digest}."""
-    hashes: dict[str, str] = {}
+def spool(stream: RawReader, root: str, what: str) -> None:
+    """Write every member of the tar ``stream`` under ``root`` (files, links, directories)."""
     fwd = ForwardStream(stream)  # type: ignore[arg-type]
     try:
         for m in iter_members(fwd):  # type: ignore[arg-type]
@@ -98,15 +95,12 @@ def spool(stream: RawReader, root: str, what: str) -> dict[str, str]:
             path = os.path.join(root, name)
             os.makedirs(os.path.dirname(path) or root, mode=0o700, exist_ok=True)
             if m.type in (b"0", b"\0", b"7"):
-                h = hashlib.sha256()
                 body = BodyStream(fwd, m.offset_data, m.size)  # type: ignore[arg-type]
                 with open(path, "wb") as fh:
                     while chunk := body.read(CHUNK):
-                        h.update(chunk)
                         fh.write(chunk)
                 if os.path.getsize(path) != m.size:
                     raise ImageFormatError(f"{what}: the export ended inside {name}")
-                hashes[name] = "sha256:" + h.hexdigest()
             elif m.type == b"2":  # docker save links a repeated layer to its first copy
                 target = posixpath.normpath(posixpath.join(posixpath.dirname(name), m.linkname))
                 if target.startswith("../") or target.startswith("/"):
@@ -115,8 +109,6 @@ def spool(stream: RawReader, root: str, what: str) -> dict[str, str]:
             elif m.type == b"1":
                 target = norm_member(m.linkname)
                 os.link(os.path.join(root, target), path)
-                if target in hashes:
-                    hashes[name] = hashes[target]
             elif m.type == b"5":
                 os.makedirs(path, mode=0o700, exist_ok=True)
         fwd.drain()
@@ -127,7 +119,6 @@ def spool(stream: RawReader, root: str, what: str) -> dict[str, str]:
             raise BilgeError(f"{what}: no space left in {os.path.dirname(root)} for the engine's export; "
                              "set TMPDIR to a larger disk") from None
         raise
-    return hashes
 
 
 class DaemonSource(StoreSource):
@@ -154,7 +145,7 @@ def export_and_open(engine: Engine, name: str, info: dict[str, Any], ref: Refere
             size = info.get("Size")
             progress.begin(what, f"exporting {name} from the engine", int(size) if isinstance(size, int) else None)
         try:
-            hashes = spool(_IterReader(resp, what, progress), root, what)
+            spool(_IterReader(resp, what, progress), root, what)
         finally:
             resp.close()
             if progress is not None:
@@ -163,26 +154,7 @@ def export_and_open(engine: Engine, name: str, info: dict[str, Any], ref: Refere
         local = Reference("docker-archive", path=what, original=what)
         src = read_store(store, local, want, verify, "docker-archive")
         image = dataclasses.replace(src.image, transport="docker-daemon", reference=str(ref))
-        verified = _check_spooled(src, hashes, root)
-        out = DaemonSource(image, store, src._layer_paths, verify and not verified)
-        return out
+        return DaemonSource(image, store, src._layer_paths, verify)
     except BaseException:
         shutil.rmtree(root, ignore_errors=True)
         raise
-
-
-def _check_spooled(src: StoreSource, hashes: dict[str, str], root: str) -> bool:
-    """Check the layer digests computed while spooling; True when every layer is thereby verified."""
-    all_verified = True
-    for layer in src.image.layers:
-        real = os.path.relpath(os.path.realpath(os.path.join(root, src._layer_paths[layer.index])), root)
-        got = hashes.get(real)
-        if got is None:
-            all_verified = False
-            continue
-        if layer.digest and got != layer.digest:
-            raise DigestMismatchError(f"layer {layer.index} ({layer.digest[:19]}): the engine exported bytes that "
-                                      f"hash to {got}")
-        if not (layer.digest and layer.digest == layer.diff_id and got == layer.diff_id):
-            all_verified = False  # compressed: the diff_id is checked when the layer is read
-    return all_verified
