@@ -116,7 +116,8 @@ class RegistryClient:
 
     def __init__(self, name: DockerName, *, auth: RegistryAuth | None = None, tls_verify: bool = True,
                  retries: int = 3, actions: tuple[str, ...] = ("pull",), retry_delay: float = 0.5,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep,
+                 transport: httpx.BaseTransport | None = None) -> None:
         self.name = name
         self.host = name.host
         self.insecure = not tls_verify or is_loopback(name.hostname)
@@ -125,6 +126,7 @@ class RegistryClient:
         self._sleep = sleep
         self.auth = auth if auth is not None else find_auth(name.registry, name.repository)
         self._http = httpx.Client(verify=not self.insecure, follow_redirects=False, trust_env=False,
+                                  transport=transport,
                                   timeout=httpx.Timeout(120.0, connect=20.0),
                                   headers={"User-Agent": f"bilge/{__version__}"})
         self.base: str | None = None
@@ -431,7 +433,7 @@ def _read_small(resp: httpx.Response) -> httpx.Response:
 def _read_limited(resp: httpx.Response, limit: int, what: str) -> bytes:
     parts, total = [], 0
     try:
-        for chunk in resp.iter_raw():
+        for chunk in ([resp.content] if resp.is_stream_consumed else resp.iter_raw()):
             total += len(chunk)
             if total > limit:
                 raise ImageFormatError(f"{what}: larger than {limit >> 20} MiB, refused")
