@@ -30,7 +30,8 @@ class CompressionKind(StrEnum):
 
 
 OUTPUT_HELP = ("Where to write: oci:DIR or oci:DIR:TAG, oci-archive:PATH or oci-archive:PATH:TAG, "
-               "docker-archive:PATH or docker-archive:PATH:NAME:TAG (the last is what `docker load` reads).")
+               "docker-archive:PATH or docker-archive:PATH:NAME:TAG (what `docker load` reads), "
+               "docker://HOST/REPO:TAG (push) or docker-daemon:NAME:TAG (load into the engine).")
 LEVEL_HELP = ("Compression level. gzip: 1-3 use ISA-L (fast), 4-9 use zlib (smaller, slower); default 3. "
               "zstd: 1-22, default 3.")
 
