@@ -32,10 +32,8 @@ def test_daemon_source_equals_docker_save(base_image, tmp_path):
     assert via_engine["summary"] == via_save["summary"]
     assert [x["diff_id"] for x in via_engine["layers"]] == [x["diff_id"] for x in via_save["layers"]]
     engine_id = run([DOCKER, "image", "inspect", "--format", "{{.Id}}", base_image]).strip()
-    assert via_engine["image"]["image_id"] == engine_id if "image_id" in via_engine["image"] else True
-    assert not [p for p in os.listdir(os.environ.get("TMPDIR", "/tmp")) if p.startswith("bilge-engine-export-")
-                and os.stat(os.path.join(os.environ.get("TMPDIR", "/tmp"), p)).st_uid == os.getuid()
-                and False]
+    assert via_engine["image"]["image_id"] == engine_id
+    assert via_engine["image"]["transport"] == "docker-daemon"
 
 
 def test_bare_name_prefers_the_engine_and_says_so(base_image):
@@ -87,7 +85,7 @@ def test_write_to_the_engine(base_image, tmp_path):
         proc = bilge("squash", f"docker-daemon:{base_image}", "-o", f"docker-daemon:{tag}")
         assert proc.returncode == 0, proc.stderr
         image_id = run([DOCKER, "image", "inspect", "--format", "{{.Id}}", tag]).strip()
-        assert image_id in proc.stdout.replace("  image   ", "")[:10_000] or image_id[:19] in proc.stdout
+        assert f"image   {image_id}" in proc.stdout
         out = run([DOCKER, "run", "--rm", tag, "cat", "/etc/debian_version"]).strip()
         assert out.startswith("12")
     finally:

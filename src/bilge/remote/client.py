@@ -319,6 +319,9 @@ class RegistryClient:
             resp.close()
             bearer = next((c for c in challenges if c.scheme == "bearer"), None)
             if bearer is None or (self._challenge is not None and self._challenge.scheme != "bearer"):
+                basic = next((c for c in challenges if c.scheme == "basic"), None)
+                if self._challenge is None and basic is not None and not self.auth.anonymous:
+                    self._challenge = basic  # /v2/ was open, this repository is not
                 resp = self._send_following(method, url, what, headers or {}, content, params, retry)
                 break
             self._challenge = Challenge("bearer", {**(self._challenge.params if self._challenge else {}),
