@@ -59,6 +59,8 @@ PEERS: dict[str, str] = {
     "chroot": "coreutils",
     "unshare": "util-linux",
     "realpath": "coreutils",
+    "docker-registry": "docker-registry",
+    "htpasswd": "apache2-utils",
 }
 
 
@@ -157,7 +159,7 @@ def run_tool(
 # How to ask each peer for its version (default: --version); a peer that has no such flag prints its
 # package's version instead (dpkg-query), so the log names exactly what ran.
 _VERSION_ARGS: dict[str, tuple[str, ...]] = {"ld": ("--version",), "ldconfig": ("--version",)}
-_NO_VERSION_FLAG = {"lddtree", "chroot", "realpath", "unshare"}
+_NO_VERSION_FLAG = {"lddtree", "chroot", "realpath", "unshare", "htpasswd"}
 
 
 def version_line(name: str) -> str:

@@ -38,10 +38,13 @@ import struct
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from bilge.elf import LINUX_OSABIS, ElfInfo, incompatibility, read_elf
 from bilge.errors import BilgeError
+
+if TYPE_CHECKING:
+    from bilge.source.base import ImageSource
 
 SMALL_LIMIT = 1 << 20  # read_small() default: config files, script heads
 LOADER_LIMIT = 8 << 20  # the dynamic loader is read whole to find its compiled-in search path
@@ -1565,7 +1568,7 @@ class ImageView:
         return self._find(self._elf, self._key(body))
 
 
-def image_view(src, *, progress=None) -> tuple[ImageView, ElfCollector]:
+def image_view(src: ImageSource, *, progress=None) -> tuple[ImageView, ElfCollector]:
     """One pass over the layers of an opened image (``bilge.source.open_image``): the view and its counts."""
     from bilge.fs import walk_image
 

@@ -15,9 +15,13 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from bilge.image import Layer
 from bilge.layers import Entry, LayerStats, iter_layer
+
+if TYPE_CHECKING:
+    from bilge.source.base import ImageSource
 
 MAX_SYMLINKS = 40  # Linux's MAXSYMLINKS
 
@@ -369,7 +373,7 @@ class MergedFS:
 Visitor = Callable[[Layer, Entry], None]
 
 
-def walk_image(src, visitors: Iterable[Visitor] = (), *, verify: bool | None = None,
+def walk_image(src: ImageSource, visitors: Iterable[Visitor] = (), *, verify: bool | None = None,
                progress: Callable[[Layer, int], None] | None = None) -> MergedFS:
     """Read every layer once, in order; call each visitor on every entry, then apply it."""
     fs = MergedFS()

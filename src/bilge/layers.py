@@ -17,12 +17,15 @@ import tarfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from bilge.errors import DigestMismatchError, ImageFormatError, UnsupportedMediaTypeError
 from bilge.image import Layer
 from bilge.rawio import RawReader, WindowReader
 from bilge.tarstream import BodyStream, Member, TarFormatError, iter_members
+
+if TYPE_CHECKING:
+    from bilge.source.base import ImageSource
 
 CHUNK = 1 << 20
 WHITEOUT_PREFIX = ".wh."
@@ -369,7 +372,7 @@ class LayerStats:
     verified: bool = False
 
 
-def iter_layer(src, layer: Layer, *, verify: bool | None = None,
+def iter_layer(src: ImageSource, layer: Layer, *, verify: bool | None = None,
                stats: LayerStats | None = None) -> Iterator[Entry]:
     """Yield the entries of one layer; see the module docstring."""
     verify = src.verify if verify is None else verify

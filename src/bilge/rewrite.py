@@ -29,7 +29,7 @@ import posixpath
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bilge import __version__
 from bilge.errors import BilgeError
@@ -38,6 +38,9 @@ from bilge.image import Image, Layer
 from bilge.layers import Entry, LayerStats, iter_layer
 from bilge.sink import Compression, ExistingLayer, Member, NewLayer, OutputSpec, WriteResult, write_image
 from bilge.sink.layer import Body
+
+if TYPE_CHECKING:
+    from bilge.source.base import ImageSource
 
 XATTR_PREFIX = "SCHILY.xattr."
 EMIT_KINDS = ("file", "symlink", "char", "block", "fifo")
@@ -73,7 +76,7 @@ def _version_of(fs: MergedFS, entry: Entry, layer: int) -> Version | None:
     return v if v is not None and v.layer == layer else None
 
 
-def read_fs(src: Any, *, verify: bool | None = None, visitors: Sequence[Callable[[Layer, Entry], None]] = (),
+def read_fs(src: ImageSource, *, verify: bool | None = None, visitors: Sequence[Callable[[Layer, Entry], None]] = (),
             progress: Callable[[Layer, int], None] | None = None) -> ReadFS:
     """One pass over every layer (what :func:`bilge.fs.walk_image` does), keeping entry ordinals."""
     fs = MergedFS()
@@ -229,7 +232,7 @@ def _member_from_entry(entry: Entry, want: Want) -> Member:
                   xattrs_of(entry))
 
 
-def squash_members(src: Any, read: ReadFS, plan: SquashPlan, counts: SquashCounts, *,
+def squash_members(src: ImageSource, read: ReadFS, plan: SquashPlan, counts: SquashCounts, *,
                    verify: bool | None = False, clamp: int | None = None) -> Iterator[tuple[Member, Body]]:
     """Yield the squashed layer's members in the documented order, bodies streamed from the layers.
 
@@ -394,7 +397,7 @@ def resolve_start(image: Image, from_layer: int | None, base: Image | None) -> i
     return start
 
 
-def squash(src: Any, output: str | OutputSpec, *, from_layer: int | None = None, base: Image | None = None,
+def squash(src: ImageSource, output: str | OutputSpec, *, from_layer: int | None = None, base: Image | None = None,
            compression: Compression | None = None, clamp: int | None = None, verify: bool | None = None,
            progress: Callable[[Layer, int], None] | None = None, verify_output: bool = True,
            command: str | None = None, read: ReadFS | None = None) -> SquashResult:
@@ -425,11 +428,11 @@ def squash(src: Any, output: str | OutputSpec, *, from_layer: int | None = None,
     )
 
 
-def _existing(src: Any, layer: Layer) -> ExistingLayer:
+def _existing(src: ImageSource, layer: Layer) -> ExistingLayer:
     if not layer.diff_id:
         raise BilgeError(f"layer {layer.index} has no diff_id in the config; cannot keep it as a base layer")
     return ExistingLayer(layer.digest or "", layer.size, layer.diff_id, layer.media_type,
-                         lambda: src.open_layer_blob(layer))
+                         lambda: src.open_layer_blob(layer), origin=getattr(src, "blob_origin", None))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -620,7 +623,7 @@ class RewriteResult:
         return out
 
 
-def slim(src: Any, output: str | OutputSpec | None, keep_paths: Sequence[str], *, entrypoint: bool = False,
+def slim(src: ImageSource, output: str | OutputSpec | None, keep_paths: Sequence[str], *, entrypoint: bool = False,
          compression: Compression | None = None, clamp: int | None = None, verify: bool | None = None,
          progress: Callable[[Layer, int], None] | None = None, dry_run: bool = False,
          command: str | None = None) -> tuple[RewriteResult, SlimPlan]:
@@ -753,7 +756,7 @@ def scrub_config(config: Mapping[str, Any], findings: Sequence[Any], *, env_mode
     return cfg, actions
 
 
-def scrub(src: Any, output: str | OutputSpec, *, env_mode: str = "remove", label_mode: str = "remove",
+def scrub(src: ImageSource, output: str | OutputSpec, *, env_mode: str = "remove", label_mode: str = "remove",
           remove_files: bool = False, compression: Compression | None = None, clamp: int | None = None,
           verify: bool | None = None, progress: Callable[[Layer, int], None] | None = None,
           ruleset: Any = None, severity: str = "high", ignores: Sequence[Any] = (),

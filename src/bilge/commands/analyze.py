@@ -6,10 +6,15 @@ import json
 import sys
 from enum import StrEnum
 from importlib import resources
+from typing import TYPE_CHECKING
 
 import typer
 
+from bilge.commands._sourceopts import SOURCE_ARGS, SourceArgs, with_source_options
 from bilge.errors import BilgeError
+
+if TYPE_CHECKING:
+    from bilge.source.base import ImageSource
 
 
 class Format(StrEnum):
@@ -24,10 +29,10 @@ def demo_image_path() -> str:
     return str(path)
 
 
-def progress_reporter(src, quiet: bool):
+def progress_reporter(src: ImageSource, quiet: bool):
     """A rich progress bar on stderr for long reads (TTY only); returns (callback, stop)."""
     total = src.image.compressed_bytes
-    if quiet or not sys.stderr.isatty() or total < 50_000_000:
+    if quiet or not sys.stderr.isatty() or total < 50_000_000 or getattr(src, "shows_progress", False):
         return None, lambda: None
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -46,6 +51,7 @@ def progress_reporter(src, quiet: bool):
 
 def register(app: typer.Typer) -> None:
     @app.command("analyze")
+    @with_source_options
     def analyze_cmd(
         reference: str = typer.Argument(None, metavar="[REF]",
                                         help="Image: docker-archive:PATH[:TAG|:@N], oci:DIR[:TAG], "
@@ -63,6 +69,7 @@ def register(app: typer.Typer) -> None:
         config: str = typer.Option(None, "--config", help="bilge config file (default: nearest .bilge.toml "
                                                           "or pyproject.toml [tool.bilge])."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="Text: print only the CI verdict and errors."),
+        source_args: SourceArgs = SOURCE_ARGS,
     ) -> int:
         """Where every byte of an image goes, which bytes are dead weight, and which instruction wrote and hid them."""
         from bilge.analyze import analyze
@@ -71,18 +78,16 @@ def register(app: typer.Typer) -> None:
         from bilge.format.analyze import render_text, to_json
         from bilge.format.common import console
         from bilge.fs import walk_image
-        from bilge.source import open_image
-
         ref = demo_image_path() if (demo or not reference) else reference
         base_diff_ids = None
         if base:
-            with open_image(base, platform=platform, verify=False) as bsrc:
+            with source_args.open(base, platform=platform, verify=False, quiet=quiet) as bsrc:
                 base_diff_ids = [layer.diff_id or "" for layer in bsrc.image.layers]
         gate = ci_enabled(ci)
         rules = source = None
         if gate:  # read the rules before the (long) image read: a bad rules file fails fast
             rules, source = load_rules(ci_config, load_config(config))
-        with open_image(ref, platform=platform, verify=not no_verify) as src:
+        with source_args.open(ref, platform=platform, verify=not no_verify, quiet=quiet) as src:
             advance, stop = progress_reporter(src, quiet or fmt == Format.json)
             try:
                 fs = walk_image(src, progress=advance)

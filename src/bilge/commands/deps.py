@@ -18,6 +18,7 @@ from typing import Any
 
 import typer
 
+from bilge.commands._sourceopts import SOURCE_ARGS, SourceArgs, with_source_options
 from bilge.deps import DepFile, DepsResult, Edge
 from bilge.errors import BilgeError
 
@@ -282,6 +283,7 @@ def _print_tree(out, tree: Mapping[str, tuple[Edge, ...]], root: str, size_of: M
 
 def register(app: typer.Typer) -> None:
     @app.command("deps")
+    @with_source_options
     def deps_cmd(
         reference: str = typer.Argument(None, metavar="REF",
                                         help="Image: docker-archive:PATH, oci:DIR[:TAG], oci-archive:PATH[:TAG], "
@@ -302,6 +304,7 @@ def register(app: typer.Typer) -> None:
                                                           "of an image."),
         platform: str = typer.Option(None, "--platform", help="OS/ARCH or OS/ARCH/VARIANT for multi-platform images."),
         no_verify: bool = typer.Option(False, "--no-verify", help="Skip digest and diff_id verification."),
+        source_args: SourceArgs = SOURCE_ARGS,
     ) -> int:
         """The exact shared libraries (and their symlinks) programs in an image need, resolved like its loader."""
         from bilge.deps import DirView, closure, image_view
@@ -323,9 +326,9 @@ def register(app: typer.Typer) -> None:
             if not reference:
                 raise BilgeError("missing REF (an image) or --rootfs DIR")
             from bilge.commands.analyze import progress_reporter
-            from bilge.source import open_image
 
-            with open_image(reference, platform=platform, verify=not no_verify) as src:
+            with source_args.open(reference, platform=platform, verify=not no_verify,
+                                  quiet=fmt != Format.text) as src:
                 advance, stop = progress_reporter(src, fmt != Format.text)
                 try:
                     view, _collector = image_view(src, progress=advance)

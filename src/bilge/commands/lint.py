@@ -14,6 +14,7 @@ from typing import Any
 
 import typer
 
+from bilge.commands._sourceopts import SOURCE_ARGS, SourceArgs, with_source_options
 from bilge.errors import BilgeError, OutputError
 
 SEVERITY_CHOICES = ("critical", "high", "medium", "low", "info", "never")
@@ -203,6 +204,7 @@ def render_text(out, df, findings, opts, fail_on: str, report=None) -> None:
 
 def register(app: typer.Typer) -> None:
     @app.command("lint")
+    @with_source_options
     def lint_cmd(
         dockerfile: str = typer.Argument("Dockerfile", metavar="[DOCKERFILE]",
                                          help="The Dockerfile (default: ./Dockerfile; '-' reads stdin)."),
@@ -224,6 +226,7 @@ def register(app: typer.Typer) -> None:
         platform: str = typer.Option(None, "--platform", help="os/arch or os/arch/variant of --image, for multi-platform images."),
         no_verify: bool = typer.Option(False, "--no-verify", help="Skip digest verification of --image."),
         show_secrets: bool = typer.Option(False, "--show-secrets", help="Print secret values in full."),
+        source_args: SourceArgs = SOURCE_ARGS,
     ) -> int:
         """Dockerfile mistakes that cost image size or leak secrets; with --image, the bytes each one costs."""
         from bilge.config import load_config
@@ -267,7 +270,8 @@ def register(app: typer.Typer) -> None:
         report = None
         if image:
             findings, report = _with_image(df, findings, opts, image, platform, not no_verify,
-                                           quiet=fmt != Format.text, disabled=set(disabled))
+                                           quiet=fmt != Format.text, disabled=set(disabled),
+                                           source_args=source_args)
         findings = apply_config(findings, disabled, sev_over)
         failed = threshold != "never" and any(severity_rank(f.severity) >= severity_rank(threshold) for f in findings)
         if fmt == Format.json:
@@ -287,16 +291,14 @@ def register(app: typer.Typer) -> None:
 
 
 def _with_image(df, findings, opts, ref: str, platform: str | None, verify: bool, quiet: bool,
-                disabled: Collection[str] = ()):
+                disabled: Collection[str] = (), source_args: SourceArgs = SOURCE_ARGS):
     from bilge.commands.analyze import progress_reporter
     from bilge.deps import ElfCollector
     from bilge.dockerfile.cost import PackageDBCollector, attach
     from bilge.dockerfile.rules import Analysis
     from bilge.fs import walk_image
-    from bilge.source import open_image
-
     an = Analysis(df, opts)
-    with open_image(ref, platform=platform, verify=verify) as src:
+    with source_args.open(ref, platform=platform, verify=verify, quiet=quiet) as src:
         advance, stop = progress_reporter(src, quiet)
         packages = PackageDBCollector()
         # bilge deps' ELF reader rides along the same pass when a broad COPY --from needs its closure

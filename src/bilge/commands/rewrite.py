@@ -9,6 +9,7 @@ from enum import StrEnum
 
 import typer
 
+from bilge.commands._sourceopts import SOURCE_ARGS, SourceArgs, with_source_options
 from bilge.errors import BilgeError
 
 
@@ -29,7 +30,8 @@ class CompressionKind(StrEnum):
 
 
 OUTPUT_HELP = ("Where to write: oci:DIR or oci:DIR:TAG, oci-archive:PATH or oci-archive:PATH:TAG, "
-               "docker-archive:PATH or docker-archive:PATH:NAME:TAG (the last is what `docker load` reads).")
+               "docker-archive:PATH or docker-archive:PATH:NAME:TAG (what `docker load` reads), "
+               "docker://HOST/REPO:TAG (push) or docker-daemon:NAME:TAG (load into the engine).")
 LEVEL_HELP = ("Compression level. gzip: 1-3 use ISA-L (fast), 4-9 use zlib (smaller, slower); default 3. "
               "zstd: 1-22, default 3.")
 
@@ -79,6 +81,7 @@ def render_squash_text(res, elapsed: float) -> None:
 
 def register(app: typer.Typer) -> None:
     @app.command("squash")
+    @with_source_options
     def squash_cmd(
         reference: str = typer.Argument(..., metavar="REF",
                                         help="Image: docker-archive:PATH, oci:DIR, oci-archive:PATH (each with an optional "
@@ -95,6 +98,7 @@ def register(app: typer.Typer) -> None:
         fmt: Format = typer.Option(Format.text, "--format", "-f", help="Report format."),
         no_verify: bool = typer.Option(False, "--no-verify", help="Skip digest verification of the input."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No report, no progress."),
+        source_args: SourceArgs = SOURCE_ARGS,
     ) -> None:
         """Merge layers into one that holds only what is visible; report the bytes dropped.
 
@@ -103,8 +107,6 @@ def register(app: typer.Typer) -> None:
         from bilge.commands.analyze import progress_reporter
         from bilge.rewrite import squash
         from bilge.sink import parse_output, source_date_epoch
-        from bilge.source import open_image
-
         spec = parse_output(output)
         comp = _compression(compression, level)
         _check_output_compat(output, compression)
@@ -112,9 +114,10 @@ def register(app: typer.Typer) -> None:
         started = time.perf_counter()
         base_image = None
         if base:
-            with open_image(base, platform=platform, verify=False) as bsrc:
+            with source_args.open(base, platform=platform, verify=False, quiet=quiet) as bsrc:
                 base_image = bsrc.image
-        with open_image(reference, platform=platform, verify=not no_verify) as src:
+        with source_args.open(reference, platform=platform, verify=not no_verify,
+                              quiet=quiet or fmt is Format.json) as src:
             advance, stop = progress_reporter(src, quiet or fmt is Format.json)
             try:
                 res = squash(src, spec, from_layer=from_layer, base=base_image, compression=comp, clamp=clamp,
@@ -131,6 +134,7 @@ def register(app: typer.Typer) -> None:
 
 
     @app.command("scrub")
+    @with_source_options
     def scrub_cmd(
         reference: str = typer.Argument(..., metavar="REF", help="Image (as for squash)."),
         output: str = typer.Option(..., "--output", "-o", help=OUTPUT_HELP),
@@ -147,6 +151,7 @@ def register(app: typer.Typer) -> None:
         fmt: Format = typer.Option(Format.text, "--format", "-f", help="Report format."),
         no_verify: bool = typer.Option(False, "--no-verify", help="Skip digest verification of the input."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No report, no progress."),
+        source_args: SourceArgs = SOURCE_ARGS,
     ) -> None:
         """Remove the secrets `bilge secrets` finds: history values redacted (the instruction stays
         readable), ENV/labels removed or redacted, and files holding a secret squashed away from the
@@ -154,8 +159,6 @@ def register(app: typer.Typer) -> None:
         from bilge.commands.analyze import progress_reporter
         from bilge.rewrite import scrub
         from bilge.sink import parse_output, source_date_epoch
-        from bilge.source import open_image
-
         spec = parse_output(output)
         comp = _compression(compression, level)
         _check_output_compat(output, compression)
@@ -165,7 +168,8 @@ def register(app: typer.Typer) -> None:
         if severity not in SEVERITIES:
             raise BilgeError(f"--severity {severity}: expected one of {', '.join(SEVERITIES)}")
         started = time.perf_counter()
-        with open_image(reference, platform=platform, verify=not no_verify) as src:
+        with source_args.open(reference, platform=platform, verify=not no_verify,
+                              quiet=quiet or fmt is Format.json) as src:
             advance, stop = progress_reporter(src, quiet or fmt is Format.json)
             try:
                 res = scrub(src, spec, env_mode=env.value, label_mode=labels.value, remove_files=remove_files,
@@ -206,6 +210,7 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(1)
 
     @app.command("slim")
+    @with_source_options
     def slim_cmd(
         reference: str = typer.Argument(..., metavar="REF", help="Image (as for squash)."),
         keep: list[str] = typer.Option([], "--keep", help="A path to keep (file or directory; repeatable). "
@@ -220,6 +225,7 @@ def register(app: typer.Typer) -> None:
         fmt: Format = typer.Option(Format.text, "--format", "-f", help="Report format."),
         no_verify: bool = typer.Option(False, "--no-verify", help="Skip digest verification of the input."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No report, no progress."),
+        source_args: SourceArgs = SOURCE_ARGS,
     ) -> None:
         """The multistage build after the fact: keep the given paths, the ELF closure of every program
         kept (and of the entrypoint), /etc/passwd, /etc/group, nsswitch, CA certificates, timezone data
@@ -227,8 +233,6 @@ def register(app: typer.Typer) -> None:
         from bilge.commands.analyze import progress_reporter
         from bilge.rewrite import slim
         from bilge.sink import parse_output, source_date_epoch
-        from bilge.source import open_image
-
         if not dry_run and not output:
             raise BilgeError("slim needs -o OUT (or --dry-run)")
         spec = parse_output(output) if output and not dry_run else None
@@ -237,7 +241,8 @@ def register(app: typer.Typer) -> None:
             _check_output_compat(output, compression)
         started = time.perf_counter()
         cmd = "bilge slim " + " ".join(f"--keep {k}" for k in keep) + (" --entrypoint" if entrypoint else "")
-        with open_image(reference, platform=platform, verify=not no_verify) as src:
+        with source_args.open(reference, platform=platform, verify=not no_verify,
+                              quiet=quiet or fmt is Format.json) as src:
             advance, stop = progress_reporter(src, quiet or fmt is Format.json)
             try:
                 res, plan = slim(src, spec, keep, entrypoint=entrypoint, compression=comp,

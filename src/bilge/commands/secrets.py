@@ -15,6 +15,7 @@ from typing import Any
 
 import typer
 
+from bilge.commands._sourceopts import SOURCE_ARGS, SourceArgs, with_source_options
 from bilge.errors import BilgeError, OutputError
 
 
@@ -95,6 +96,7 @@ def _list_rules(ruleset: Any) -> None:
 
 def register(app: typer.Typer) -> None:
     @app.command("secrets")
+    @with_source_options
     def secrets_cmd(
         ref: str = typer.Argument(None, help="Image: docker-archive:PATH, oci:DIR, oci-archive:PATH[:TAG], or a path (sniffed). Default: the demo image.", show_default=False),
         fmt: OutputFormat = typer.Option(OutputFormat.text, "--format", "-f", help="Output format."),
@@ -110,6 +112,7 @@ def register(app: typer.Typer) -> None:
         list_rules: bool = typer.Option(False, "--list-rules", help="List the rules in effect and exit."),
         demo: bool = typer.Option(False, "--demo", help="Scan the demo image shipped with bilge (the default without REF)."),
         verbose: bool = typer.Option(False, "--verbose", "-v", help="Show the instruction that added each file."),
+        source_args: SourceArgs = SOURCE_ARGS,
     ) -> None:
         """Find credentials in an image: history and build args, config, annotations, and every file of every layer (deleted ones included)."""
         from bilge.secrets import build_report, scan_image_config, scan_source
@@ -137,14 +140,12 @@ def register(app: typer.Typer) -> None:
             ignores += read_bilgeignore(Path(".bilgeignore"))
         scan_bins = scan_binaries or bool(section.get("scan_binaries", False))
 
-        from bilge.source import open_image
-
         plat = None
         if platform:
             from bilge.image import Platform
 
             plat = Platform.parse(platform)
-        with open_image(ref, platform=plat, verify=not no_verify) as src:
+        with source_args.open(ref, platform=plat, verify=not no_verify, quiet=fmt is not OutputFormat.text) as src:
             image = src.image
             if config_only:
                 stats = ScanStats()

@@ -17,7 +17,7 @@ included.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bilge.image import Image
 from bilge.secrets.ignore import IgnoreEntry, apply
@@ -26,6 +26,9 @@ from bilge.secrets.model import Finding, Location, Report, ScanStats, Silenced
 from bilge.secrets.rules import SEVERITIES, Ruleset, load_ruleset, severity_rank
 from bilge.secrets.scanner import FileVisitor, file_findings
 from bilge.secrets.textscan import Scanner
+
+if TYPE_CHECKING:
+    from bilge.source.base import ImageSource
 
 __all__ = [
     "SEVERITIES", "Finding", "FileVisitor", "Location", "Report", "Ruleset", "ScanStats", "Scanner",
@@ -75,7 +78,7 @@ def merge_config_into_history(history: list[Finding], config: list[Finding]) -> 
     return kept + out_config
 
 
-def scan_source(src: Any, ruleset: Ruleset | None = None, *, files: bool = True, scan_binaries: bool = False,
+def scan_source(src: ImageSource, ruleset: Ruleset | None = None, *, files: bool = True, scan_binaries: bool = False,
                 verify: bool | None = None, progress: Callable[..., Any] | None = None,
                 extra_visitors: Iterable[Callable[[Any, Any], None]] = ()) -> tuple[list[Finding], ScanStats]:
     """Scan an opened image source (``bilge.source.open_image``): config, history and every layer."""

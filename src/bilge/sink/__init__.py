@@ -1,4 +1,5 @@
-"""Image writers: ``oci:DIR[:TAG]``, ``oci-archive:PATH[:TAG]``, ``docker-archive:PATH[:NAME:TAG]``.
+"""Image writers: ``oci:DIR[:TAG]``, ``oci-archive:PATH[:TAG]``, ``docker-archive:PATH[:NAME:TAG]``,
+``docker://HOST/REPO:TAG`` (a registry) and ``docker-daemon:NAME[:TAG]`` (the local engine).
 
 ``write_image(output, config, layers)`` takes a config dict (its ``rootfs`` is filled in from the
 layers as written) and a list of layers, each either a :class:`NewLayer` (``(Member, body)`` pairs,
@@ -37,7 +38,23 @@ __all__ = [
     "write_image",
 ]
 
-_WRITERS = {"oci": oci.write, "oci-archive": ociarchive.write, "docker-archive": dockerarchive.write}
+def _registry(*args: Any) -> WriteResult:
+    from bilge.sink import registry  # the HTTP stack only when pushing
+
+    return registry.write(*args)
+
+
+def _daemon(*args: Any) -> WriteResult:
+    from bilge.sink import daemon
+
+    return daemon.write(*args)
+
+
+# one writer per place images go (skopeo's transport names)
+_WRITERS: dict[str, Callable[..., WriteResult]] = {
+    "oci": oci.write, "oci-archive": ociarchive.write, "docker-archive": dockerarchive.write,
+    "docker": _registry, "docker-daemon": _daemon,
+}
 
 
 def write_image(

@@ -32,9 +32,10 @@ from bilge.image import (
     OCI_LAYER_GZIP,
     OCI_MANIFEST,
 )
+from bilge.reference import DockerName
 from bilge.sink.layer import CHUNK, Body, Compression, LayerBlob, Member, open_decompressed, write_layer
 
-TRANSPORTS = ("oci", "oci-archive", "docker-archive")
+TRANSPORTS = ("oci", "oci-archive", "docker-archive", "docker-daemon")
 REF_NAME = "org.opencontainers.image.ref.name"
 
 # ---------------------------------------------------------------------------------------------
@@ -43,11 +44,17 @@ REF_NAME = "org.opencontainers.image.ref.name"
 
 @dataclass(frozen=True)
 class OutputSpec:
-    transport: str  # oci | oci-archive | docker-archive
-    path: Path
-    tag: str | None  # oci*: the ref.name annotation; docker-archive: "name:tag"
+    transport: str  # oci | oci-archive | docker-archive | docker (a registry) | docker-daemon
+    path: Path  # the file or directory (for docker / docker-daemon: the image name)
+    tag: str | None  # oci*: the ref.name annotation; docker-archive, docker-daemon: "name:tag"
+    name: DockerName | None = None  # docker: the registry, repository and tag
+    digest: str | None = None  # docker: the manifest digest the registry reports, once pushed
 
     def __str__(self) -> str:
+        if self.transport == "docker" and self.name is not None:
+            return f"docker://{self.name}" + (f"@{self.digest}" if self.digest else "")
+        if self.transport == "docker-daemon":
+            return f"docker-daemon:{self.tag}"
         return f"{self.transport}:{self.path}" + (f":{self.tag}" if self.tag else "")
 
 
@@ -75,12 +82,23 @@ def parse_output(text: str) -> OutputSpec:
 
     As in skopeo, the path ends at the first colon after the transport.
     """
+    if text.startswith("docker://"):
+        from bilge.reference import parse_docker_name
+
+        name = parse_docker_name(text[len("docker://"):], what="output")
+        if name.digest:
+            raise BilgeError(f"invalid output {text!r}: push to a tag (docker://HOST/REPO:TAG), not a digest")
+        return OutputSpec("docker", Path(name.repository), name.tag, name=name)
     transport, sep, rest = text.partition(":")
     if not sep or transport not in TRANSPORTS:
         raise BilgeError(
-            f"invalid output {text!r}: expected oci:DIR[:TAG], oci-archive:PATH[:TAG] "
-            "or docker-archive:PATH[:NAME:TAG]"
+            f"invalid output {text!r}: expected oci:DIR[:TAG], oci-archive:PATH[:TAG], "
+            "docker-archive:PATH[:NAME:TAG], docker://HOST/REPO:TAG or docker-daemon:NAME:TAG"
         )
+    if transport == "docker-daemon":
+        if not rest:
+            raise BilgeError(f"invalid output {text!r}: expected docker-daemon:NAME[:TAG]")
+        return OutputSpec(transport, Path(rest), docker_name_tag(rest))
     path, sep, tag = rest.partition(":")
     if not path:
         raise BilgeError(f"invalid output {text!r}: no path after {transport}:")
@@ -106,6 +124,7 @@ class ExistingLayer:
     diff_id: str
     media_type: str
     open: Callable[[], BinaryIO]  # the stored bytes; the sink closes what it opens
+    origin: tuple[str, str] | None = None  # (registry, repository) it was read from: a push may mount it
 
 
 @dataclass(frozen=True)

@@ -1,93 +1,68 @@
 """Places images come from. ``open_image(reference)`` returns an :class:`ImageSource`.
 
 Every source produces the same model (:class:`bilge.image.Image`) and hands out blobs by digest or
-layer; nothing downstream knows which kind of source it reads.
+layer; nothing downstream knows which kind of source it reads. One module per transport, chosen by
+the table below (skopeo's transport names); none imports another:
+
+=================  ==========================  ==================================================
+transport          module                      reads
+=================  ==========================  ==================================================
+``docker-archive``  ``bilge.source.archive``    ``docker save`` tars (and what other tools write)
+``oci``             ``bilge.source.layout``     OCI image layout directories
+``oci-archive``     ``bilge.source.layout``     tars of an OCI image layout
+``docker``          ``bilge.source.registry``   registries (OCI distribution API), ``docker://``
+``docker-daemon``   ``bilge.source.daemon``     the Docker engine's image store, over its API
+=================  ==========================  ==================================================
+
+A bare ``NAME[:TAG]`` that is not a path (transport ``auto``) is read from the local engine when
+one answers and has the image, else from the registry -- as trivy does.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import platform as _platform
-from collections.abc import Mapping
-from typing import Any, BinaryIO
+import importlib
+from typing import Protocol
 
-from bilge.errors import BilgeError, DigestMismatchError, ImageFormatError
-from bilge.image import Image, Layer, Platform
+from bilge.errors import BilgeError
+from bilge.image import Platform
 from bilge.reference import Reference, parse
-from bilge.source.store import Store
+from bilge.source.base import Credentials, FetchProgress, ImageSource, SourceOptions
+from bilge.source.common import blob_path, check_digest, load_json
+from bilge.source.platforms import host_platform
+
+__all__ = ["Credentials", "FetchProgress", "ImageSource", "SourceOptions", "blob_path", "check_digest",
+           "host_platform", "load_json", "open_image"]
 
 
-class ImageSource:
-    """An opened image: the model plus access to its blobs. Use as a context manager."""
-
-    def __init__(self, image: Image, store: Store, layer_paths: Mapping[int, str], verify: bool) -> None:
-        self.image = image
-        self.verify = verify
-        self._store = store
-        self._layer_paths = dict(layer_paths)
-
-    def open_layer_blob(self, layer: Layer) -> BinaryIO:
-        """The stored bytes of a layer (compressed or not), seekable where the store allows it."""
-        return self._store.open(self._layer_paths[layer.index])
-
-    def open_blob(self, digest: str) -> BinaryIO:
-        return self._store.open(blob_path(digest))
-
-    def close(self) -> None:
-        self._store.close()
-
-    def __enter__(self) -> ImageSource:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+class Opener(Protocol):
+    def __call__(self, ref: Reference, want: Platform | None, verify: bool,
+                 options: SourceOptions) -> ImageSource: ...
 
 
-def host_platform() -> Platform:
-    machine = _platform.machine().lower()
-    arch = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64", "i686": "386",
-            "i386": "386", "armv7l": "arm", "armv6l": "arm", "ppc64le": "ppc64le", "s390x": "s390x",
-            "riscv64": "riscv64"}.get(machine, machine)
-    variant = {"armv7l": "v7", "armv6l": "v6"}.get(machine)
-    return Platform("linux", arch, variant)
+# transport -> (module, function); imported on first use so that reading a local file never loads
+# the HTTP stack
+_OPENERS: dict[str, tuple[str, str]] = {
+    "docker-archive": ("bilge.source.archive", "open_source"),
+    "oci": ("bilge.source.layout", "open_source"),
+    "oci-archive": ("bilge.source.layout", "open_source"),
+    "docker": ("bilge.source.registry", "open_source"),
+    "docker-daemon": ("bilge.source.daemon", "open_source"),
+    "auto": ("bilge.source.auto", "open_source"),
+}
 
 
-def blob_path(digest: str) -> str:
-    algo, _, hexpart = digest.partition(":")
-    if not hexpart or "/" in digest or ".." in digest:
-        raise ImageFormatError(f"invalid digest {digest!r}")
-    return f"blobs/{algo}/{hexpart}"
-
-
-def check_digest(data: bytes, digest: str, what: str) -> None:
-    algo, _, expected = digest.partition(":")
-    if algo not in ("sha256", "sha512"):
-        raise ImageFormatError(f"{what}: unsupported digest algorithm in {digest!r}")
-    actual = hashlib.new(algo, data).hexdigest()
-    if actual != expected:
-        raise DigestMismatchError(f"{what}: digest mismatch: expected {digest}, got {algo}:{actual}")
-
-
-def load_json(data: bytes, what: str) -> Any:
+def opener(transport: str) -> Opener:
     try:
-        return json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ImageFormatError(f"{what}: not valid JSON ({exc})") from None
+        module, name = _OPENERS[transport]
+    except KeyError:
+        raise BilgeError(f"unknown transport {transport!r}") from None
+    fn: Opener = getattr(importlib.import_module(module), name)
+    return fn
 
 
 def open_image(reference: str | Reference, *, platform: str | Platform | None = None,
-               verify: bool = True) -> ImageSource:
-    """Open an image by reference (skopeo transport names; bare paths are sniffed)."""
+               verify: bool = True, options: SourceOptions | None = None) -> ImageSource:
+    """Open an image by reference (skopeo transport names; bare paths are sniffed, bare names looked up)."""
     ref = parse(reference) if isinstance(reference, str) else reference
     want = Platform.parse(platform) if isinstance(platform, str) else platform
-    if ref.transport == "docker-archive":
-        from bilge.source.archive import open_docker_archive
-
-        return open_docker_archive(ref, want, verify)
-    if ref.transport in ("oci", "oci-archive"):
-        from bilge.source.layout import open_oci_layout
-
-        return open_oci_layout(ref, want, verify)
-    raise BilgeError(f"{ref}: the {ref.transport} transport is not supported yet; "
-                     "use `docker save` / `skopeo copy` to a docker-archive:, oci: or oci-archive: first")
+    return opener(ref.transport)(ref, want, verify, options or SourceOptions())

@@ -19,8 +19,11 @@ from bilge.image import (
     align_history,
 )
 from bilge.reference import Reference
-from bilge.source import ImageSource, check_digest, load_json
+from bilge.source import platforms
+from bilge.source.base import SourceOptions
+from bilge.source.common import check_digest, load_json
 from bilge.source.store import Store, TarStore
+from bilge.source.stored import StoreSource, read_store
 
 _HEX = re.compile(r"(?:sha256[:_/-])?([0-9a-f]{64})")
 
@@ -59,22 +62,18 @@ def _sniff(store: Store, name: str) -> str:
     return DOCKER_LAYER
 
 
-def open_docker_archive(ref: Reference, want: Platform | None, verify: bool) -> ImageSource:
+def open_source(ref: Reference, want: Platform | None, verify: bool, options: SourceOptions | None = None) -> StoreSource:
+    """``docker-archive:PATH[:TAG|:@N]`` (``options`` are for remote sources; unused here)."""
     store = TarStore(ref.path)
     try:
-        return _open(store, ref, want, verify)
+        return read_store(store, ref, want, verify, "docker-archive")
     except BaseException:
         store.close()
         raise
 
 
-def _open(store: TarStore, ref: Reference, want: Platform | None, verify: bool) -> ImageSource:
-    if not store.exists("manifest.json"):
-        if store.exists("index.json"):
-            from bilge.source.layout import read_layout
-
-            return read_layout(store, ref, want, verify, transport="docker-archive")
-        raise NotAnImageError(f"{ref.path}: no manifest.json or index.json — not a docker save archive")
+def read_docker_save(store: Store, ref: Reference, want: Platform | None, verify: bool) -> StoreSource:
+    """Read the image a ``manifest.json`` (``docker save``'s index) describes."""
     manifest = load_json(store.read("manifest.json"), f"{ref.path}: manifest.json")
     if manifest is None or manifest == []:
         raise NotAnImageError(f"{ref.path}: manifest.json lists no images")
@@ -127,19 +126,13 @@ def _open(store: TarStore, ref: Reference, want: Platform | None, verify: bool) 
                             size=store.size(name), history=per_layer[i]))
         paths[i] = name
     platform = Platform.from_json(config)
-    if want and platform and not _matches(platform, want):
+    if want and platform and not platforms.matches(platform, want):
         raise BilgeError(f"{ref}: image is {platform}, not {want}")
     tags = tuple(t for t in (entry.get("repotags") or []) if isinstance(t, str))
     image = Image(reference=str(ref), transport="docker-archive", digest=None, image_id=image_id,
                   platform=platform, config=config, manifest=None, layers=tuple(layers),
                   history=_history, repo_tags=tags)
-    return ImageSource(image, store, paths, verify)
-
-
-def _matches(have: Platform, want: Platform) -> bool:
-    if (have.os, have.architecture) != (want.os, want.architecture):
-        return False
-    return not want.variant or (have.variant or "") == want.variant
+    return StoreSource(image, store, paths, verify)
 
 
 def _select(entries: list[dict[str, Any]], ref: Reference) -> tuple[dict[str, Any], int]:

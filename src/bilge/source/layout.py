@@ -22,8 +22,11 @@ from bilge.image import (
     align_history,
 )
 from bilge.reference import Reference
-from bilge.source import ImageSource, blob_path, check_digest, host_platform, load_json
+from bilge.source import platforms
+from bilge.source.base import SourceOptions
+from bilge.source.common import blob_path, check_digest, descriptor, is_attestation, load_json
 from bilge.source.store import DirStore, Store, TarStore
+from bilge.source.stored import StoreSource, read_store
 
 REF_NAME = "org.opencontainers.image.ref.name"
 CONTAINERD_NAME = "io.containerd.image.name"
@@ -39,19 +42,8 @@ class _Candidate:
     index_annotations: dict[str, str]
 
 
-def _descriptor(obj: Any, where: str) -> Descriptor:
-    if not isinstance(obj, dict) or not isinstance(obj.get("digest"), str):
-        raise ImageFormatError(f"{where}: malformed descriptor {obj!r:.120}")
-    return Descriptor(
-        media_type=str(obj.get("mediaType") or ""),
-        digest=obj["digest"],
-        size=int(obj.get("size") or 0),
-        annotations=dict(obj.get("annotations") or {}),
-        platform=Platform.from_json(obj.get("platform")),
-    )
-
-
-def open_oci_layout(ref: Reference, want: Platform | None, verify: bool) -> ImageSource:
+def open_source(ref: Reference, want: Platform | None, verify: bool, options: SourceOptions | None = None) -> StoreSource:
+    """``oci:DIR[:TAG]`` and ``oci-archive:PATH[:TAG]`` (``options`` are for remote sources; unused here)."""
     if ref.transport == "oci":
         if not os.path.isdir(ref.path):
             raise BilgeError(f"{ref}: {ref.path} is not a directory (use oci-archive: for a tar)")
@@ -61,25 +53,22 @@ def open_oci_layout(ref: Reference, want: Platform | None, verify: bool) -> Imag
             raise BilgeError(f"{ref}: {ref.path} is a directory (use oci:{ref.path})")
         store = TarStore(ref.path)
     try:
-        return read_layout(store, ref, want, verify, transport=ref.transport)
+        return read_store(store, ref, want, verify, ref.transport)
     except BaseException:
         store.close()
         raise
 
 
-def read_layout(store: Store, ref: Reference, want: Platform | None, verify: bool, transport: str) -> ImageSource:
+def read_layout(store: Store, ref: Reference, want: Platform | None, verify: bool, transport: str) -> StoreSource:
+    """Read the image an OCI ``index.json`` describes (nested indexes, tags, platforms)."""
     where = f"{ref.path}"
     if not store.exists("index.json"):
         raise NotAnImageError(f"{where}: no index.json — not an OCI image layout")
     index = load_json(store.read("index.json"), f"{where}: index.json")
     if not isinstance(index, dict):
         raise NotAnImageError(f"{where}: index.json is not a JSON object")
-    top = [_descriptor(d, f"{where}: index.json") for d in (index.get("manifests") or [])]
+    top = [descriptor(d, f"{where}: index.json") for d in (index.get("manifests") or [])]
     if not top:
-        if store.exists("manifest.json"):  # Docker 25+ save with "manifests": null
-            from bilge.source.archive import _open
-
-            return _open(store, ref, want, verify)  # type: ignore[arg-type]
         raise NotAnImageError(f"{where}: index.json lists no manifests")
     top = _filter_tag(top, ref, where)
     candidates: list[_Candidate] = []
@@ -134,19 +123,13 @@ def _read_blob_json(store: Store, desc: Descriptor, verify: bool, where: str) ->
     return load_json(data, f"{where}: blob {desc.digest[:19]}")
 
 
-def _is_attestation(desc: Descriptor) -> bool:
-    if desc.annotations.get("vnd.docker.reference.type") == "attestation-manifest":
-        return True
-    return bool(desc.platform and desc.platform.os == "unknown" and desc.platform.architecture == "unknown")
-
-
 def _walk(store: Store, desc: Descriptor, verify: bool, where: str, out: list[_Candidate], artifacts: list[str],
           seen: set[str], stack: tuple[str, ...], depth: int, index_annotations: dict[str, str]) -> None:
     if desc.digest in stack:
         raise ImageFormatError(f"{where}: index loop: {desc.digest[:19]} contains itself")
     if depth > MAX_DEPTH:
         raise ImageFormatError(f"{where}: indexes nested deeper than {MAX_DEPTH} levels")
-    if _is_attestation(desc):
+    if is_attestation(desc):
         return
     if not store.exists(blob_path(desc.digest)):
         if depth == 0:
@@ -162,7 +145,7 @@ def _walk(store: Store, desc: Descriptor, verify: bool, where: str, out: list[_C
             raise ImageFormatError(f"{where}: blob {desc.digest[:19]} is neither an index nor a manifest")
         annotations = {**index_annotations, **dict(doc.get("annotations") or {})}
         for child in doc.get("manifests") or []:
-            _walk(store, _descriptor(child, where), verify, where, out, artifacts, seen,
+            _walk(store, descriptor(child, where), verify, where, out, artifacts, seen,
                   stack + (desc.digest,), depth + 1, annotations)
         return
     config = doc.get("config")
@@ -178,52 +161,18 @@ def _walk(store: Store, desc: Descriptor, verify: bool, where: str, out: list[_C
     out.append(_Candidate(desc, doc, desc.platform, index_annotations))
 
 
-def _platform_of(store: Store, cand: _Candidate, verify: bool, where: str) -> Platform | None:
-    if cand.platform is None:
-        cdesc = _descriptor(cand.manifest["config"], where)
-        if store.exists(blob_path(cdesc.digest)):
-            cfg = _read_blob_json(store, cdesc, verify, where)
-            cand.platform = Platform.from_json(cfg if isinstance(cfg, dict) else None)
-    return cand.platform
-
-
-def _match(have: Platform | None, want: Platform) -> bool:
-    if have is None or (have.os, have.architecture) != (want.os, want.architecture):
-        return False
-    if not want.variant:
-        return True
-    norm = {"arm64": "v8"}
-    return (have.variant or norm.get(have.architecture, "")) == want.variant
-
-
 def _choose(cands: list[_Candidate], artifacts: list[str], want: Platform | None, ref: Reference,
             where: str) -> _Candidate:
     if not cands:
         if artifacts:
             raise NotAnImageError(f"{ref}: holds OCI artifacts, not container images: {', '.join(artifacts)}")
         raise ImageFormatError(f"{ref}: no image manifest found (blobs missing?)")
-    if want is not None:
-        hits = [c for c in cands if _match(c.platform, want)]
-        if len(hits) == 1:
-            return hits[0]
-        present = ", ".join(sorted({str(c.platform) for c in cands if c.platform})) or "unknown"
-        if not hits:
-            raise BilgeError(f"{ref}: no image for platform {want}; platforms present: {present}")
-        raise AmbiguousImageError(f"{ref}: {len(hits)} images match {want}; be more specific: {present}")
-    if len(cands) == 1:
-        return cands[0]
-    host = host_platform()
-    hits = [c for c in cands if _match(c.platform, Platform(host.os, host.architecture, host.variant))]
-    if len(hits) == 1:
-        return hits[0]
-    present = ", ".join(str(c.platform or "unknown") for c in cands)
-    raise AmbiguousImageError(f"{ref}: several platforms and none is this host's ({host}); "
-                              f"choose with --platform: {present}")
+    return platforms.choose(cands, lambda c: c.platform, want, str(ref))
 
 
-def _build(store: Store, cand: _Candidate, ref: Reference, verify: bool, transport: str, where: str) -> ImageSource:
+def _build(store: Store, cand: _Candidate, ref: Reference, verify: bool, transport: str, where: str) -> StoreSource:
     manifest = cand.manifest
-    cdesc = _descriptor(manifest["config"], where)
+    cdesc = descriptor(manifest["config"], where)
     if not store.exists(blob_path(cdesc.digest)):
         raise ImageFormatError(f"{where}: missing config blob {cdesc.digest}")
     if cdesc.digest == cand.descriptor.digest:
@@ -231,7 +180,7 @@ def _build(store: Store, cand: _Candidate, ref: Reference, verify: bool, transpo
     config = _read_blob_json(store, cdesc, verify, where)
     if not isinstance(config, dict):
         raise ImageFormatError(f"{where}: config {cdesc.digest[:19]} is not a JSON object")
-    descs = [_descriptor(d, where) for d in manifest["layers"]]
+    descs = [descriptor(d, where) for d in manifest["layers"]]
     diff_ids = list(((config.get("rootfs") or {}).get("diff_ids")) or [])
     if len(diff_ids) != len(descs):
         raise ImageFormatError(f"{where}: config lists {len(diff_ids)} diff_ids but the manifest "
@@ -254,4 +203,4 @@ def _build(store: Store, cand: _Candidate, ref: Reference, verify: bool, transpo
                   layers=tuple(layers), history=history, repo_tags=tags,
                   annotations=dict(manifest.get("annotations") or {}),
                   index_annotations=cand.index_annotations)
-    return ImageSource(image, store, paths, verify)
+    return StoreSource(image, store, paths, verify)
