@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib
 import os
-import signal
 import sys
 
 import typer
@@ -20,7 +19,7 @@ try:  # typer >= 0.2x vendors click (typer._click) and no longer depends on it
 except ImportError:  # older typer: click is a dependency
     from click.exceptions import Abort, ClickException, Exit  # type: ignore[no-redef]
 
-from bilge import __version__
+from bilge import __version__, cleanup
 from bilge.errors import BilgeError
 
 app = typer.Typer(
@@ -73,28 +72,6 @@ def error_line(message: str) -> None:
     sys.stderr.flush()
 
 
-class Terminated(BaseException):
-    """SIGTERM (or SIGHUP) arrived: unwind like Ctrl-C, so every ``except BaseException``/``finally``
-    cleanup (staging directories, temporary files) runs before the process exits."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-
-
-def _on_signal(signum: int, _frame: object) -> None:
-    raise Terminated(signum)
-
-
-def _install_signal_handlers() -> None:
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        try:
-            if signal.getsignal(sig) in (signal.SIG_DFL, None):
-                signal.signal(sig, _on_signal)
-        except (ValueError, OSError):  # not the main thread, or an unsupported signal
-            pass
-
-
 def _silence_stdout() -> None:
     """Point stdout at /dev/null so that the interpreter's final flush does not fail again."""
     devnull = os.open(os.devnull, os.O_WRONLY)
@@ -103,8 +80,17 @@ def _silence_stdout() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    cleanup.install_handlers()
+    try:
+        _main(argv)
+    finally:  # temporary paths still recorded now are garbage, however the run ended (typer turns
+        # Ctrl-C into Exit(130) before we see it); a second signal during this changes nothing
+        with cleanup.signals_held(discard=True):
+            cleanup.remove_all()
+
+
+def _main(argv: list[str] | None) -> None:
     debug = "--debug" in (argv if argv is not None else sys.argv[1:]) or bool(os.environ.get("BILGE_DEBUG"))
-    _install_signal_handlers()
     try:
         rv = app(args=argv, standalone_mode=False)
     except Exit as exc:
@@ -112,11 +98,9 @@ def main(argv: list[str] | None = None) -> None:
     except ClickException as exc:  # usage errors
         exc.show()
         sys.exit(2)
-    except Abort:
+    except (Abort, KeyboardInterrupt):
         sys.exit(130)
-    except KeyboardInterrupt:
-        sys.exit(130)
-    except Terminated as exc:
+    except cleanup.Terminated as exc:
         sys.exit(128 + exc.signum)
     except BilgeError as exc:
         if debug:
@@ -135,4 +119,6 @@ def main(argv: list[str] | None = None) -> None:
         sys.stdout.flush()
     except BrokenPipeError:
         _silence_stdout()
+    if (signum := cleanup.interrupted()) is not None:  # its exception was swallowed (see checkpoint)
+        sys.exit(128 + signum)
     sys.exit(rv if isinstance(rv, int) else 0)

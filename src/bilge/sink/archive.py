@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bilge import cleanup
 from bilge.errors import OutputError
 from bilge.sink.common import Assembled, BlobDir, OutputSpec, WriteResult, assemble, remove_tree, staging_dir
 from bilge.sink.layer import BLOCK, CHUNK, Compression, Member, tar_header
@@ -100,6 +101,7 @@ def write_image_archive(
             check(reader, a)
         finally:
             reader.close()
+        cleanup.checkpoint()
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)

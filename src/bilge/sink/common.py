@@ -15,13 +15,12 @@ import hashlib
 import json
 import os
 import re
-import shutil
-import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from bilge import cleanup
 from bilge.errors import BilgeError, OutputError
 from bilge.image import (
     DOCKER_LAYER,
@@ -195,21 +194,32 @@ class BlobDir:
     def _commit(self, tmp: Path, digest: str) -> None:
         final = self.path(digest)
         if _present(final):
-            tmp.unlink()
+            cleanup.remove(tmp)
             return
         os.replace(tmp, final)
+        cleanup.forget(tmp)
         self.added.append(final)
 
     def _tmp(self) -> tuple[BinaryIO, Path]:
-        fd, name = tempfile.mkstemp(dir=self.dir, prefix=".tmp-")
-        os.fchmod(fd, 0o666 & ~_umask())
-        return os.fdopen(fd, "wb"), Path(name)
+        with cleanup.signals_held():
+            fd, name = cleanup.mkstemp(self.dir, ".tmp-")
+            try:
+                os.fchmod(fd, 0o666 & ~_umask())
+                return os.fdopen(fd, "wb"), name
+            except BaseException:
+                os.close(fd)
+                cleanup.remove(name)
+                raise
 
     def add_bytes(self, data: bytes) -> tuple[str, int]:
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
         fh, tmp = self._tmp()
-        with fh:
-            fh.write(data)
+        try:
+            with fh:
+                fh.write(data)
+        except BaseException:
+            cleanup.remove(tmp)
+            raise
         self._commit(tmp, digest)
         return digest, len(data)
 
@@ -220,7 +230,7 @@ class BlobDir:
             with fh:
                 blob = write_layer(members, fh, compression, clamp=clamp)
         except BaseException:
-            tmp.unlink(missing_ok=True)
+            cleanup.remove(tmp)
             raise
         self._commit(tmp, blob.digest)
         return blob
@@ -247,7 +257,7 @@ class BlobDir:
                     f"({size} bytes, expected {layer.size})"
                 )
         except BaseException:
-            tmp.unlink(missing_ok=True)
+            cleanup.remove(tmp)
             raise
         self._commit(tmp, got)
         return got
@@ -432,10 +442,14 @@ def staging_dir(target: Path) -> Path:
     if not parent.is_dir():
         raise OutputError(f"cannot write {target}: directory {parent} does not exist")
     try:
-        stage = Path(tempfile.mkdtemp(dir=parent, prefix=f".{target.name}.bilge-"))
+        stage = cleanup.mkdtemp(parent, f".{target.name}.bilge-")
     except OSError as exc:
         raise OutputError(f"cannot write in {parent}: {exc.strerror}") from None
-    stage.chmod(0o777 & ~_umask())
+    try:
+        stage.chmod(0o777 & ~_umask())
+    except BaseException:
+        cleanup.remove(stage)
+        raise
     return stage
 
 
@@ -446,4 +460,5 @@ def _umask() -> int:
 
 
 def remove_tree(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)
+    """Remove a staging tree (and forget it: see :mod:`bilge.cleanup`)."""
+    cleanup.remove(path)

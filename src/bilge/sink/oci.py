@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from bilge import cleanup
 from bilge.errors import OutputError
 from bilge.sink.common import (
     OCI_LAYOUT,
@@ -57,7 +57,7 @@ def _existing_manifests(root: Path) -> list[dict[str, Any]] | None:
 def _write_new(directory: Path, prefix: str, data: bytes) -> Path:
     """Write ``data`` to a new file with an unpredictable name in ``directory`` (O_CREAT|O_EXCL, so a
     planted name or symlink is never followed); return its path."""
-    fd, name = tempfile.mkstemp(dir=directory, prefix=prefix, suffix=".bilge-tmp")
+    fd, name = cleanup.mkstemp(directory, prefix, ".bilge-tmp")
     try:
         mask = os.umask(0)
         os.umask(mask)
@@ -65,9 +65,9 @@ def _write_new(directory: Path, prefix: str, data: bytes) -> Path:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
     except BaseException:
-        os.unlink(name)
+        cleanup.remove(name)
         raise
-    return Path(name)
+    return name
 
 
 def open_layout_blob(root: Path) -> Callable[[str], Any]:
@@ -98,9 +98,11 @@ def write(
             (stage / "index.json").write_bytes(index_json([manifest_descriptor(a, annotations)]))
             verify_image(open_layout_blob(stage), a.manifest_digest, full=verify_full,
                          expect_manifest_size=a.manifest_size)
+            cleanup.checkpoint()
             if target.exists():  # an empty directory
                 target.rmdir()
             os.replace(stage, target)
+            cleanup.forget(stage)
         except BaseException:
             remove_tree(stage)
             raise
@@ -119,10 +121,12 @@ def write(
             tmp_index = _write_new(target, ".index.json.", index_json(kept))
             verify_image(open_layout_blob(target), a.manifest_digest, full=verify_full,
                          expect_manifest_size=a.manifest_size)
+            cleanup.checkpoint()
             os.replace(tmp_index, target / "index.json")
+            cleanup.forget(tmp_index)
         except BaseException:
             if tmp_index is not None:
-                tmp_index.unlink(missing_ok=True)
+                cleanup.remove(tmp_index)
             blobs.discard_added()
             raise
     return WriteResult(spec, a.manifest_digest, a.config_digest, a.layers, a.config)
