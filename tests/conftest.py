@@ -16,6 +16,12 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
+# CI systems set CI=true, which turns on `bilge analyze`'s CI gates (exit 1 when a rule fails, as dive
+# does). Every test that runs bilge in a subprocess would then depend on where the suite runs; the
+# tests that mean to exercise CI mode set CI (or --ci) themselves. Removed at import, before any
+# fixture or test copies os.environ.
+os.environ.pop("CI", None)
+
 
 def shared_fixtures_dir() -> Path | None:
     """The ``shared/fixtures`` directory beside the repository, or None when absent."""

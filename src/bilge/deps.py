@@ -17,7 +17,8 @@ ignored when it has a RUNPATH), ``LD_LIBRARY_PATH`` (image ENV), the requester's
 ``/etc/ld.so.cache`` (not with ``DF_1_NODEFLIB`` for entries in system directories), then the system
 directories compiled into the image's loader (not with ``DF_1_NODEFLIB``). ``glibc-hwcaps/<level>``
 subdirectories of every searched directory are looked at first. ``$ORIGIN``, ``$LIB``, ``$PLATFORM``
-are expanded. A candidate of the wrong ELF class or machine is skipped; a non-ELF file, wrong byte order
+are expanded; ``$PLATFORM`` to every string the loader may use on the architecture (on x86-64 glibc
+picks ``haswell`` or ``xeon_phi`` over ``x86_64`` by CPU), generic first. A candidate of the wrong ELF class or machine is skipped; a non-ELF file, wrong byte order
 or OS/ABI stops the search with an error, as in ``open_verify``.
 
 musl (``load_library``): the reserved names (libc, libpthread, librt, libm, libdl, libutil, libxnet)
@@ -275,8 +276,13 @@ _MULTIARCH = {
     ("EM_MIPS", 64): "mips64el-linux-gnuabi64",
     ("EM_LOONGARCH", 64): "loongarch64-linux-gnu",
 }
-_PLATFORM = {"EM_X86_64": "x86_64", "EM_386": "i686", "EM_AARCH64": "aarch64", "EM_PPC64": "powerpc64le",
-             "EM_S390": "s390x", "EM_RISCV": "riscv64", "EM_ARM": "v7l", "EM_LOONGARCH": "loongarch64"}
+# What $PLATFORM may expand to, generic first. The kernel's AT_PLATFORM names the architecture, but
+# glibc's x86 loader replaces it by "haswell" (AVX2, BMI1/2, LZCNT, MOVBE, POPCNT) or "xeon_phi"
+# (AVX512ER) on CPUs that have those features (sysdeps/x86/cpu-features.c), so which directory a
+# $PLATFORM path names depends on the CPU the container runs on: bilge searches every candidate.
+_PLATFORMS = {"EM_X86_64": ("x86_64", "haswell", "xeon_phi"), "EM_386": ("i686",), "EM_AARCH64": ("aarch64",),
+              "EM_PPC64": ("powerpc64le",), "EM_S390": ("s390x",), "EM_RISCV": ("riscv64",), "EM_ARM": ("v7l",),
+              "EM_LOONGARCH": ("loongarch64",)}
 _HWCAPS = {"EM_X86_64": ("x86-64-v4", "x86-64-v3", "x86-64-v2"), "EM_PPC64": ("power10", "power9"),
            "EM_S390": ("z16", "z15", "z14", "z13")}
 _GLIBC_INTERP = {
@@ -660,26 +666,32 @@ class Resolver:
             self._musl_path[interp] = dirs
         return self._musl_path[interp]
 
-    def _expand(self, text: str, origin: str, lib: str, platform: str) -> str | None:
-        def sub(m: re.Match[str]) -> str:
-            name = m.group(1) or m.group(2)
-            return {"ORIGIN": origin, "LIB": lib, "PLATFORM": platform}[name]
+    def _expand(self, text: str, origin: str, lib: str, platforms: tuple[str, ...]) -> list[str]:
+        """Every expansion of ``text``: one per candidate $PLATFORM when it names $PLATFORM, else one."""
+        uses_platform = any((m.group(1) or m.group(2)) == "PLATFORM" for m in _DST_RE.finditer(text))
+        out: list[str] = []
+        for platform in platforms if uses_platform else platforms[:1]:
+            def sub(m: re.Match[str], platform: str = platform) -> str:
+                name = m.group(1) or m.group(2)
+                return {"ORIGIN": origin, "LIB": lib, "PLATFORM": platform}[name]
 
-        return _DST_RE.sub(sub, text)
-
-    def _split_dirs(self, text: str, origin: str, lib: str, platform: str, seps: str = ":") -> list[str]:
-        out = []
-        for item in re.split(f"[{re.escape(seps)}]", text):
-            expanded = self._expand(item, origin, lib, platform)
-            if expanded is None:
-                continue
-            if expanded == "":
-                expanded = self.cwd
-            elif not expanded.startswith("/"):
-                expanded = _join(self.cwd, expanded)
-            expanded = expanded.rstrip("/") or "/"
+            expanded = _DST_RE.sub(sub, text)
             if expanded not in out:
                 out.append(expanded)
+        return out
+
+    def _split_dirs(self, text: str, origin: str, lib: str, platforms: tuple[str, ...],
+                    seps: str = ":") -> list[str]:
+        out = []
+        for item in re.split(f"[{re.escape(seps)}]", text):
+            for expanded in self._expand(item, origin, lib, platforms):
+                if expanded == "":
+                    expanded = self.cwd
+                elif not expanded.startswith("/"):
+                    expanded = _join(self.cwd, expanded)
+                expanded = expanded.rstrip("/") or "/"
+                if expanded not in out:
+                    out.append(expanded)
         return out
 
     # -- candidate checks --------------------------------------------------------------------------
@@ -739,15 +751,18 @@ class Resolver:
     def _glibc_find(self, name: str, req: _Obj, main: _Obj, interp: str | None) -> _Found | _Fail:
         ref = main.info
         sysdirs, lib = self.glibc_loader(interp, ref)
-        platform = _PLATFORM.get(str(ref.machine), "unknown")
+        platform = _PLATFORMS.get(str(ref.machine), ("unknown",))
         hwcaps = _HWCAPS.get(str(ref.machine), ())
         skipped: list[str] = []
 
         if "/" in name:
-            path = self._expand(name, req.origin, lib, platform) or name
-            verdict, res, info, why = self._glibc_check(ref, path)
-            if verdict == "ok":
-                return _Found(path, res, info, "path")
+            why = ""
+            for path in self._expand(name, req.origin, lib, platform):
+                verdict, res, info, why = self._glibc_check(ref, path)
+                if verdict == "ok":
+                    return _Found(path, res, info, "path")
+                if verdict == "fatal":
+                    break
             return _Fail(why or "not found")
 
         # 1. DT_RPATH of the requester and up its loading chain, unless it has DT_RUNPATH.

@@ -214,13 +214,31 @@ def test_origin_of_a_library_is_the_directory_it_was_opened_from(root: Root) -> 
 
 
 @needs_chroot
+def host_platform() -> str:
+    """What this machine's glibc loader expands $PLATFORM to, as `ld.so --help` reports it."""
+    out = subprocess.run(["/lib64/ld-linux-x86-64.so.2", "--help"], capture_output=True, text=True).stdout
+    m = re.search(r"^\s*(\S+) \(AT_PLATFORM", out, re.M)
+    return m.group(1) if m else "x86_64"
+
+
 def test_lib_and_platform_tokens(root: Root) -> None:
+    # $PLATFORM depends on the CPU (x86_64, or haswell on CPUs with AVX2...): the library goes where
+    # the real loader looks on this machine, and bilge must find it there without knowing the CPU.
     lib1 = root.lib("opt/lib/x86_64-linux-gnu/libl.so.1", "libl.so.1", "l", "L")
-    lib2 = root.lib("opt/x86_64/libpl.so.1", "libpl.so.1", "pl", "PL")
+    lib2 = root.lib(f"opt/{host_platform()}/libpl.so.1", "libpl.so.1", "pl", "PL")
     root.prog("usr/bin/p", ((lib1, "l"), (lib2, "pl")), runpath="/opt/$LIB:/opt/${PLATFORM}")
     res = deps(root, "/usr/bin/p")
     assert not res.missing
     assert needed_files(res) == loader_files(root, "/usr/bin/p")
+
+
+@pytest.mark.parametrize("platform", ["x86_64", "haswell", "xeon_phi"])
+def test_platform_token_finds_every_cpu_variant(root: Root, platform: str) -> None:
+    lib = root.lib(f"opt/{platform}/libpl.so.1", "libpl.so.1", "pl", "PL")
+    root.prog("usr/bin/p", ((lib, "pl"),), runpath="/opt/$PLATFORM")
+    res = deps(root, "/usr/bin/p")
+    assert not res.missing
+    assert f"/opt/{platform}/libpl.so.1" in needed_files(res)
 
 
 @needs_chroot
