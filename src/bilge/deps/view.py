@@ -1,0 +1,237 @@
+"""The view protocol (what the resolver reads of a root filesystem), :class:`DirView` over a real
+directory, and :class:`ImageView`, built during the one pass over an image's layers."""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import re
+import stat as stat_mod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from bilge.elf import ElfInfo, read_elf
+from bilge.errors import BilgeError
+
+if TYPE_CHECKING:
+    from bilge.source.base import ImageSource
+
+SMALL_LIMIT = 1 << 20  # read_small() default: config files, script heads
+LOADER_LIMIT = 8 << 20  # the dynamic loader is read whole to find its compiled-in search path
+MAX_SYMLINKS = 40  # Linux' limit per path lookup
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+SHELLS = frozenset({"sh", "bash", "dash", "ash", "zsh", "ksh", "busybox"})
+
+
+@dataclass(frozen=True)
+class Stat:
+    kind: str  # "file" | "dir" | "symlink" | "other"
+    size: int = 0
+    linkname: str | None = None
+    mode: int = 0o644
+
+
+class View(Protocol):
+    """Read-only access to one root filesystem. Parent components of every path are real dirs."""
+
+    def lstat(self, path: str) -> Stat | None: ...
+
+    def listdir(self, path: str) -> list[str]: ...
+
+    def read_small(self, path: str, limit: int = SMALL_LIMIT) -> bytes | None: ...
+
+    def elf(self, path: str) -> ElfInfo | None: ...
+
+
+class DirView:
+    """A :class:`View` over a real directory (an unpacked rootfs, a test tree)."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = os.path.abspath(os.fspath(root))
+        if not os.path.isdir(self.root):
+            raise BilgeError(f"not a directory: {self.root}")
+        self._elf: dict[str, ElfInfo | None] = {}
+
+    def _host(self, path: str) -> str:
+        return self.root + path if path != "/" else self.root
+
+    def lstat(self, path: str) -> Stat | None:
+        try:
+            st = os.lstat(self._host(path))
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError:
+            return None
+        mode = st.st_mode
+        if stat_mod.S_ISLNK(mode):
+            return Stat("symlink", 0, os.readlink(self._host(path)), stat_mod.S_IMODE(mode))
+        if stat_mod.S_ISDIR(mode):
+            return Stat("dir", 0, None, stat_mod.S_IMODE(mode))
+        if stat_mod.S_ISREG(mode):
+            return Stat("file", st.st_size, None, stat_mod.S_IMODE(mode))
+        return Stat("other", 0, None, stat_mod.S_IMODE(mode))
+
+    def listdir(self, path: str) -> list[str]:
+        try:
+            return sorted(os.listdir(self._host(path)))
+        except OSError:
+            return []
+
+    def read_small(self, path: str, limit: int = SMALL_LIMIT) -> bytes | None:
+        host = self._host(path)
+        if os.path.islink(host) or not os.path.isfile(host):
+            return None
+        try:
+            with open(host, "rb") as fh:
+                return fh.read(limit)
+        except OSError:
+            return None
+
+    def elf(self, path: str) -> ElfInfo | None:
+        if path in self._elf:
+            return self._elf[path]
+        host = self._host(path)
+        info = None
+        if not os.path.islink(host) and os.path.isfile(host):
+            try:
+                with open(host, "rb") as fh:
+                    info = read_elf(fh)
+            except OSError:
+                info = None
+        self._elf[path] = info
+        return info
+
+
+_LOADER_NAME = re.compile(r"^(ld-linux[\w.-]*\.so\.\d+|ld64\.so\.\d+|ld\.so\.\d+|ld-\d[\d.]*\.so|ld-musl-[\w-]+\.so\.1)$")
+SCRIPT_HEAD = 1024
+ETC_LIMIT = 1 << 20
+SPOOL_OVER = 64 << 20  # bodies above this are copied to a temporary file so pyelftools can seek
+
+
+class ElfCollector:
+    """A ``walk_image`` visitor: ELF facts of every regular file, and the small files the loader reads.
+
+    Keyed by (layer index, path): afterwards :meth:`view` picks the version visible in the merged
+    filesystem, so a library replaced or deleted by a later layer is never used.
+    """
+
+    def __init__(self) -> None:
+        self.elf: dict[tuple[int, str], ElfInfo] = {}
+        self.small: dict[tuple[int, str], bytes] = {}
+        self.elf_files = 0
+        self.elf_bytes = 0
+
+    def __call__(self, layer, entry) -> None:  # (bilge.image.Layer, bilge.layers.Entry)
+        if entry.type != "file" or entry.unsafe or entry.whiteout is not None or entry.size < 4:
+            if entry.type == "file" and entry.path.startswith("etc/") and not entry.unsafe:
+                self.small[(layer.index, entry.path)] = entry.read(-1) if entry.size else b""
+            return
+        key = (layer.index, entry.path)
+        head = entry.read(4)
+        if head == b"\x7fELF":
+            self.elf_files += 1
+            self.elf_bytes += entry.size
+            info = self._read_elf(entry)
+            if info is not None:
+                self.elf[key] = info
+            if _LOADER_NAME.match(posixpath.basename(entry.path)) and entry.size <= LOADER_LIMIT:
+                self.small[key] = entry.read(-1)
+        elif entry.path.startswith("etc/") and entry.size <= ETC_LIMIT:
+            self.small[key] = entry.read(-1)
+        elif head[:2] == b"#!":
+            self.small[key] = entry.read(SCRIPT_HEAD)
+
+    @staticmethod
+    def _read_elf(entry) -> ElfInfo | None:
+        if entry.size <= SPOOL_OVER:
+            return read_elf(entry.fileobj)
+        import shutil
+        import tempfile
+
+        with tempfile.TemporaryFile(prefix="bilge-elf-") as tmp:
+            shutil.copyfileobj(entry.fileobj, tmp, 1 << 20)
+            return read_elf(tmp)  # type: ignore[arg-type]
+
+    def view(self, fs) -> ImageView:  # fs: bilge.fs.MergedFS
+        return ImageView(fs, self.elf, self.small)
+
+
+class ImageView:
+    """A :class:`View` of an image's merged filesystem (see :class:`ElfCollector`)."""
+
+    def __init__(self, fs, elf: Mapping[tuple[int, str], ElfInfo], small: Mapping[tuple[int, str], bytes]) -> None:
+        self.fs = fs
+        self._elf = elf
+        self._small = small
+        self._moved: dict[tuple[int, str], tuple[int, str]] | None = None
+
+    def _find(self, table: Mapping[tuple[int, str], object], key: tuple[int, str]):
+        hit = table.get(key)
+        if hit is not None:
+            return hit
+        if self._moved is None:
+            # Entries written through a symlinked parent directory land elsewhere in the merged
+            # filesystem than their tar name says: map those once, by where the parent resolves now.
+            self._moved = {}
+            for layer, path in list(self._elf) + list(self._small):
+                if self.fs.version_at(path, layer) is None:
+                    parent, _, name = path.rpartition("/")
+                    real = self.fs.resolve(parent) if parent else ""
+                    if real is not None:
+                        self._moved[(layer, f"{real}/{name}" if real else name)] = (layer, path)
+        alias = self._moved.get(key)
+        return table.get(alias) if alias is not None else None
+
+    def _body(self, path: str):
+        v = self.fs.lookup(path)
+        if v is None or v.kind not in ("file", "hardlink") or v.body is None:
+            return None
+        return v.body
+
+    def _key(self, body) -> tuple[int, str]:
+        return (body.layer, body.path)
+
+    def lstat(self, path: str) -> Stat | None:
+        v = self.fs.lookup(path)
+        if v is None:
+            return None
+        if v.kind == "symlink":
+            return Stat("symlink", 0, v.linkname, v.mode)
+        if v.kind == "dir":
+            return Stat("dir", 0, None, v.mode)
+        if v.kind in ("file", "hardlink"):
+            body = v.body
+            if body is None:
+                return Stat("other", 0, None, v.mode)
+            return Stat("file", body.size, None, v.mode)
+        return Stat("other", 0, None, v.mode)
+
+    def listdir(self, path: str) -> list[str]:
+        return self.fs.listdir(path)
+
+    def read_small(self, path: str, limit: int = SMALL_LIMIT) -> bytes | None:
+        body = self._body(path)
+        if body is None:
+            return None
+        data = self._find(self._small, self._key(body))
+        if data is None:
+            if body.size == 0:
+                return b""
+            return None
+        return data[:limit]
+
+    def elf(self, path: str) -> ElfInfo | None:
+        body = self._body(path)
+        if body is None:
+            return None
+        return self._find(self._elf, self._key(body))
+
+
+def image_view(src: ImageSource, *, progress=None) -> tuple[ImageView, ElfCollector]:
+    """One pass over the layers of an opened image (``bilge.source.open_image``): the view and its counts."""
+    from bilge.fs import walk_image
+
+    collector = ElfCollector()
+    fs = walk_image(src, visitors=[collector], progress=progress)
+    return collector.view(fs), collector
