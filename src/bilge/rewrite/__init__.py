@@ -1,0 +1,33 @@
+"""Rewrites: Image → new layers + new config, handed to a sink (:mod:`bilge.sink`).
+
+One module per rewrite: :mod:`.squash` (merge layers ``N..end`` into one; also the two-pass reader
+and planner the others reuse), :mod:`.slim` (keep what the given programs need), :mod:`.scrub`
+(remove the secrets ``bilge secrets`` finds); :mod:`.config` writes the new image config.
+
+The functions share their modules' names; this package's attributes are the functions
+(``from bilge.rewrite import squash`` is the function, ``bilge.rewrite.squash`` the module in
+``sys.modules``).
+"""
+
+from __future__ import annotations
+
+from bilge.rewrite.config import rewrite_config
+from bilge.rewrite.scrub import REDACTED, scrub, scrub_config
+from bilge.rewrite.slim import KeepSet, RewriteResult, SlimPlan, keep_chain, plan_slim, slim
+from bilge.rewrite.squash import (
+    ReadFS,
+    SquashCounts,
+    SquashPlan,
+    SquashResult,
+    plan_squash,
+    read_fs,
+    resolve_start,
+    squash,
+    squash_members,
+)
+
+__all__ = [
+    "REDACTED", "KeepSet", "ReadFS", "RewriteResult", "SlimPlan", "SquashCounts", "SquashPlan", "SquashResult",
+    "keep_chain", "plan_slim", "plan_squash", "read_fs", "resolve_start", "rewrite_config", "scrub",
+    "scrub_config", "slim", "squash", "squash_members",
+]

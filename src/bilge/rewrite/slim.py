@@ -1,0 +1,245 @@
+"""``slim``: keep only what the given programs need (their shared-library closure, the essentials)."""
+
+from __future__ import annotations
+
+import posixpath
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from bilge import __version__
+from bilge.errors import BilgeError
+from bilge.fs import MergedFS, Version
+from bilge.image import Image, Layer
+from bilge.rewrite.config import rewrite_config
+from bilge.rewrite.squash import ReadFS, SquashCounts, plan_squash, read_fs, squash_members
+from bilge.sink import Compression, NewLayer, OutputSpec, WriteResult, write_image
+
+if TYPE_CHECKING:
+    from bilge.source.base import ImageSource
+
+
+ESSENTIAL_FILES = (
+    "etc/passwd", "etc/group", "etc/nsswitch.conf", "etc/ld.so.cache", "etc/ld.so.conf", "etc/localtime",
+    "etc/timezone", "etc/os-release", "usr/lib/os-release", "etc/ca-certificates.conf", "etc/ssl/cert.pem",
+    "etc/mime.types", "etc/host.conf", "etc/gai.conf",
+)
+ESSENTIAL_TREES = (
+    "etc/ld.so.conf.d", "etc/ssl/certs", "usr/share/ca-certificates", "etc/pki/tls/certs",
+    "etc/pki/ca-trust", "usr/share/zoneinfo",
+)
+ESSENTIAL_DIRS = ("tmp", "var/tmp")  # the directory itself, with its mode (1777), not its contents
+
+
+@dataclass
+class KeepSet:
+    """Paths (merged, no leading "/") to keep: exact paths, whole trees, and bare directories."""
+
+    exact: set[str] = field(default_factory=set)
+    trees: set[str] = field(default_factory=set)
+    reasons: dict[str, str] = field(default_factory=dict)
+    parents: set[str] = field(default_factory=set)
+
+    def add(self, path: str, reason: str, tree: bool = False) -> None:
+        path = path.strip("/")
+        if not path:
+            return
+        (self.trees if tree else self.exact).add(path)
+        self.reasons.setdefault(path, reason)
+        parent = posixpath.dirname(path)
+        while parent and parent not in self.parents:
+            self.parents.add(parent)
+            parent = posixpath.dirname(parent)
+
+    def __call__(self, path: str, v: Version | None = None) -> bool:
+        if path in self.exact or path in self.parents or path in self.trees:
+            return True
+        parent = posixpath.dirname(path)
+        while parent:
+            if parent in self.trees:
+                return True
+            parent = posixpath.dirname(parent)
+        return False
+
+
+def keep_chain(fs: MergedFS, keep: KeepSet, path: str, reason: str, *, tree: bool = False) -> str | None:
+    """Keep ``path`` and every symlink met on the way to it (component by component, like the
+    kernel); return the real path, or None when it does not exist in the image."""
+    parts = [p for p in path.strip("/").split("/") if p and p != "."]
+    cur: list[str] = []
+    hops = 0
+    while parts:
+        comp = parts.pop(0)
+        if comp == "..":
+            if cur:
+                cur.pop()
+            continue
+        candidate = "/".join(cur + [comp])
+        v = fs.lookup(candidate)
+        if v is None:
+            return None
+        if v.kind == "symlink":
+            hops += 1
+            if hops > 40:
+                return None
+            keep.add(candidate, reason)
+            target = v.linkname
+            if target.startswith("/"):
+                cur = []
+            parts = [p for p in target.split("/") if p and p != "."] + parts
+            continue
+        cur.append(comp)
+    real = "/".join(cur)
+    if real:
+        keep.add(real, reason, tree=tree and (fs.lookup(real) is not None and fs.lookup(real).kind == "dir"))
+    return real
+
+
+@dataclass(frozen=True)
+class SlimPlan:
+    keep: KeepSet
+    kept_files: int
+    kept_bytes: int  # regular-file bytes kept (each hardlinked body once)
+    visible_files: int
+    visible_bytes: int
+    missing: tuple[str, ...]  # libraries / interpreters the closure could not find
+    notes: tuple[str, ...]
+    top: tuple[tuple[str, int, int], ...]  # (directory, files, bytes) kept, biggest first
+
+
+def plan_slim(read: ReadFS, image: Image, keep_paths: Sequence[str], *, entrypoint: bool,
+              view: Any = None) -> SlimPlan:
+    """Decide what a slim image keeps: the given paths, the ELF closure of every program among them
+    (and of the entrypoint), and the files a program expects to find (see ESSENTIAL_*)."""
+    from bilge.deps import closure
+
+    fs = read.fs
+    keep = KeepSet()
+    binaries: list[str] = []
+    paths: list[str] = []
+    for given in keep_paths:
+        real = keep_chain(fs, keep, given, "--keep", tree=True)
+        if real is None:
+            raise BilgeError(f"--keep {given}: no such path in the image")
+        v = fs.lookup(real)
+        if v is None:
+            continue
+        if v.kind == "dir":
+            paths.append("/" + real)
+        elif v.body is not None and view is not None:
+            # an ELF file or a #! script is a program: its closure (or interpreter's) comes along
+            if view.elf("/" + real) is not None or (view.read_small("/" + real, 2) or b"").startswith(b"#!"):
+                binaries.append("/" + real)
+    notes: list[str] = []
+    missing: list[str] = []
+    config = image.container_config
+    if view is not None and (binaries or paths or entrypoint):
+        result = closure(view, binaries=binaries, paths=paths, entrypoint=entrypoint, config=config)
+        for f in result.files:
+            keep_chain(fs, keep, f.path, f"needed ({f.role})")
+        missing = [f"{m.soname} (needed by {', '.join(m.needed_by)})" + (f": {m.reason}" if m.reason else "")
+                   for m in result.missing]
+        notes.extend(result.notes)
+    for path in ESSENTIAL_FILES:
+        if fs.lookup(path) is not None:
+            keep_chain(fs, keep, path, "essential")
+    for path in ESSENTIAL_TREES:
+        if fs.lookup(path) is not None:
+            keep_chain(fs, keep, path, "essential", tree=True)
+    for path in ESSENTIAL_DIRS:
+        v = fs.lookup(path)
+        if v is not None and v.kind == "dir":
+            keep.add(path, "essential directory")
+    workdir = str(config.get("WorkingDir") or "").strip("/")
+    if workdir and fs.lookup(workdir) is not None:
+        keep_chain(fs, keep, workdir, "WorkingDir")
+    # sizes
+    kept_bodies: dict[int, int] = {}
+    all_bodies: dict[int, int] = {}
+    by_dir: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    visible_files = kept_files = 0
+    for path, v in fs.visible():
+        if v.body is None:
+            continue
+        visible_files += 1
+        all_bodies[id(v.body)] = v.body.size
+        if keep(path, v):
+            kept_files += 1
+            if id(v.body) not in kept_bodies:
+                kept_bodies[id(v.body)] = v.body.size
+                acc = by_dir["/" + "/".join(path.split("/")[:-1][:3])]
+                acc[0] += 1
+                acc[1] += v.body.size
+    top = tuple(sorted(((d, n, b) for d, (n, b) in by_dir.items()), key=lambda t: (-t[2], t[0]))[:15])
+    return SlimPlan(keep, kept_files, sum(kept_bodies.values()), visible_files, sum(all_bodies.values()),
+                    tuple(missing), tuple(notes), top)
+
+
+@dataclass(frozen=True)
+class RewriteResult:
+    """What scrub and slim did (squash has its own, richer :class:`SquashResult`)."""
+
+    command: str
+    reference: str
+    output: WriteResult | None
+    layers_in: int
+    input_bytes: int
+    output_bytes: int
+    counts: SquashCounts
+    details: Mapping[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        out = {
+            "schema": f"bilge.{self.command}/1",
+            "reference": self.reference,
+            "output": str(self.output.output) if self.output else None,
+            "manifest_digest": self.output.manifest_digest if self.output else None,
+            "image_id": self.output.config_digest if self.output else None,
+            "layers_in": self.layers_in,
+            "layers_out": len(self.output.layers) if self.output else None,
+            "input_bytes": self.input_bytes,
+            "output_bytes": self.output_bytes,
+        }
+        out.update(self.details)
+        return out
+
+
+def slim(src: ImageSource, output: str | OutputSpec | None, keep_paths: Sequence[str], *, entrypoint: bool = False,
+         compression: Compression | None = None, clamp: int | None = None, verify: bool | None = None,
+         progress: Callable[[Layer, int], None] | None = None, dry_run: bool = False,
+         command: str | None = None) -> tuple[RewriteResult, SlimPlan]:
+    """Keep the given paths, their ELF closure, the entrypoint's, and the essentials; drop the rest."""
+    from bilge.deps import ElfCollector
+
+    image: Image = src.image
+    if not image.layers:
+        raise BilgeError(f"{image.reference}: the image has no layers")
+    if not keep_paths and not entrypoint:
+        raise BilgeError("nothing to keep: give --keep PATH (repeatable) and/or --entrypoint")
+    collector = ElfCollector()
+    read = read_fs(src, verify=verify, visitors=[collector], progress=progress)
+    splan = plan_slim(read, image, keep_paths, entrypoint=entrypoint, view=collector.view(read.fs))
+    details = {
+        "kept_files": splan.kept_files, "kept_bytes": splan.kept_bytes,
+        "visible_files": splan.visible_files, "visible_bytes": splan.visible_bytes,
+        "dropped_bytes": splan.visible_bytes - splan.kept_bytes,
+        "missing": list(splan.missing), "notes": list(splan.notes),
+        "largest_kept_directories": [{"path": d, "files": n, "bytes": b} for d, n, b in splan.top],
+    }
+    counts = SquashCounts()
+    if dry_run or output is None:
+        return RewriteResult("slim", image.reference, None, len(image.layers), image.compressed_bytes, 0,
+                             counts, details), splan
+    plan = plan_squash(read, 0, keep=splan.keep)
+    what = "kept " + ", ".join(keep_paths) if keep_paths else "kept the entrypoint"
+    entry = {
+        "created_by": command or "bilge slim",
+        "comment": f"bilge {__version__}: {what}" + (" and the entrypoint" if entrypoint and keep_paths else "")
+                   + ", their library closure and essentials; dropped the rest",
+    }
+    config = rewrite_config(image, 0, entry, clamp=clamp)
+    result = write_image(output, config, [NewLayer(squash_members(src, read, plan, counts, clamp=clamp))],
+                         compression=compression, clamp=clamp)
+    return RewriteResult("slim", image.reference, result, len(image.layers), image.compressed_bytes,
+                         result.layer_bytes, counts, details), splan
