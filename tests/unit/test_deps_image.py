@@ -18,8 +18,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from test_deps_roots import Root, can_chroot, have_gcc  # noqa: E402
 
-from bilge.deps import view as deps_mod  # noqa: E402
 from bilge.deps import DirView, closure, image_view  # noqa: E402
+from bilge.deps import view as deps_mod  # noqa: E402
 from bilge.source import open_image  # noqa: E402
 from bilge.testing import config_for, docker_archive, layer_tar  # noqa: E402
 

@@ -14,22 +14,22 @@ from __future__ import annotations
 
 import fnmatch
 import re
-import shlex
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
+import bilge.dockerfile.needed as needed
 from bilge.analyze import instruction as history_instruction
 from bilge.deps import DepsResult, ElfCollector, ImageView
-from bilge.dockerfile import needed
 from bilge.dockerfile.needed import CopyNeed
 from bilge.dockerfile.parse import Instruction
-from bilge.dockerfile.rules import Analysis, Finding, _dest_of, _finding
-from bilge.dockerfile.runs import glob_prefix, strip_glob_tail, under
+from bilge.dockerfile.rules import MEASURES, cache_not_cleaned, cleanup_later_layer
+from bilge.dockerfile.rules.base import Analysis, Finding, finding, measured
+from bilge.dockerfile.runs import strip_glob_tail, under
 from bilge.format.common import human_bytes
 from bilge.fs import MergedFS
 from bilge.image import Image
-from bilge.redact import mask as redact_mask
+from bilge.severity import rank as severity_rank
 
 _LAYER_KEYWORDS = frozenset({"RUN", "COPY", "ADD", "WORKDIR"})
 _MIN_IMAGE_ONLY = 1_000_000  # report a RUN that deletes base-image bytes from 1 MB up
@@ -295,7 +295,7 @@ def attach(findings: list[Finding], an: Analysis, image: Image, fs: MergedFS, re
     handled_layers: set[int] = set()
     for f in findings:
         layer = report.layer_of.get(f.line)
-        fn = _ATTACH.get(f.rule)
+        fn = MEASURES.get(f.rule)
         if fn is None:
             out.append(f)
             continue
@@ -327,7 +327,7 @@ def attach(findings: list[Finding], an: Analysis, image: Image, fs: MergedFS, re
         fix = ("Files of the base image cannot be freed by a later layer: choose a smaller base image (or a -slim "
                "variant), or squash the layers (`bilge squash`)." if base_only else
                "Delete the files in the same RUN that creates them, or build in a separate stage.")
-        out.append(replace(_finding(an, "cleanup-later-layer", ins, msg + ".",
+        out.append(replace(finding(an, cleanup_later_layer.RULE, ins, msg + ".",
                                     related=[layer_line[w] for w in writers if w in layer_line],
                                     details={"image_only": True, "stage": st.name}, fix=fix), bytes=total))
     out = _apt_cache(out, an, seq, m, report)
@@ -359,226 +359,13 @@ def _apt_cache(findings: list[Finding], an: Analysis, seq: list[Instruction], m:
             findings[i] = replace(f, message=f"{f.message} {text}", bytes=(f.bytes or 0) + b)
         else:
             msg = f"{ins.short(60)} leaves apt's cache (/var/cache/apt) in the layer of {an.role(an.df.stages[ins.stage])}."
-            f = _finding(an, "cache-not-cleaned", ins, msg, details={"caches": ["apt-cache"], "image_only": True},
+            f = finding(an, cache_not_cleaned.RULE, ins, msg, details={"caches": ["apt-cache"], "image_only": True},
                          fix="End the RUN with `&& apt-get clean && rm -rf /var/lib/apt/lists/*`, or use "
                              "`RUN --mount=type=cache,target=/var/cache/apt,sharing=locked`.")
-            findings.append(_measured(f, text, b, cache_bytes=b))
+            findings.append(measured(f, text, b, cache_bytes=b))
     return findings
 
 
 def _sort(findings: list[Finding]) -> list[Finding]:
-    from bilge.dockerfile.rules import severity_rank
-
     return sorted(findings, key=lambda f: (-(f.bytes if f.bytes is not None else -1), -severity_rank(f.severity),
                                            f.line))
-
-
-def _measured(f: Finding, text: str, nbytes: int | None, **details) -> Finding:
-    d = dict(f.details)
-    d.update(details)
-    d["measured"] = True
-    return replace(f, message=f"{f.message} Measured: {text}", bytes=nbytes, details=d)
-
-
-def _cleanup(f, an, image, m: Measure, layer, line_of_layer, report, show) -> Finding:
-    if layer is None:
-        return f
-    per_writer = m.hidden.get(layer, {})
-    gone = [(p, b, w, how) for p, b, w, how in m.hidden_files.get(layer, ())]
-    total = sum(b for _, b, _, _ in gone)
-    ins_short = f.instruction if len(f.instruction) <= 60 else f.instruction[:59] + "…"
-    if not gone:
-        return _measured(f, f"line {f.line} `{ins_short}` hides no file of an earlier layer in this image.", 0,
-                         hidden_bytes=0)
-    parts = [f"{human_bytes(b)} were committed by {line_of_layer(w)}"
-             for w, b in sorted(per_writer.items(), key=lambda kv: -kv[1]) if b > 0][:5]
-    if not parts:
-        parts = ["only empty files and directories"]
-    text = f"line {f.line} `{ins_short}` frees 0 bytes: " + ", ".join(parts) + "."
-    return _measured(f, text, total, hidden_bytes=total, hidden_by_layer={str(k): v for k, v in per_writer.items()})
-
-
-def _cache(f, an, image, m: Measure, layer, line_of_layer, report, show) -> Finding:
-    if layer is None:
-        return f
-    paths = list(f.details.get("paths", []))
-    b = m.bytes_under(layer, paths) if paths else 0
-    where = ", ".join(sorted({glob_prefix(p) for p in paths})[:4])
-    text = f"{human_bytes(b)} of cache under {where} in the layer of line {f.line}."
-    return _measured(f, text, b, cache_bytes=b)
-
-
-_TOOLCHAIN_DEPS = re.compile(r"^(binutils|libbinutils|libctf|libgprofng|git-man|libc-dev-bin|libc6-dev|linux-libc-dev"
-                             r"|(gcc|g\+\+|cpp)(-\d+)?(-[a-z0-9_-]+)?|lib(gcc|stdc\+\+|objc)-\d+-dev|libisl\d+|libmpc\d+"
-                             r"|libmpfr\d+|libasan\d+|libtsan\d+|liblsan\d+|libubsan\d+|libitm\d+|libcc1-\d+"
-                             r"|libquadmath\d+|libgomp\d+|libatomic\d+|libhwasan\d+|libdpkg-perl|musl-dev|fortify-headers"
-                             r"|libmagic|file|patch|jansson)$")
-
-
-def _whole_layer(f, an, image, m: Measure, layer, line_of_layer, report, show) -> Finding:
-    from bilge.dockerfile.rules import toolchain_packages
-
-    if f.details.get("base"):
-        b = sum(m.layer_bytes(i) for i in range(report.base_layers))
-        return _measured(f, f"the base image's layers hold {human_bytes(b)}.", b, base_bytes=b)
-    if layer is None:
-        return f
-    total = m.layer_bytes(layer)
-    pkgs = m.package_bytes(layer)
-    named = set(f.details.get("packages", []))
-    tools = {n: b for n, b in pkgs.items()
-             if n in named or toolchain_packages([n]) or _TOOLCHAIN_DEPS.match(n)}
-    if tools:
-        b = sum(tools.values())
-        top = ", ".join(f"{n} {human_bytes(v)}" for n, v in sorted(tools.items(), key=lambda kv: -kv[1])[:5])
-        text = (f"{len(tools)} toolchain package{'s' if len(tools) != 1 else ''} installed by line {f.line} "
-                f"hold{'s' if len(tools) == 1 else ''} "
-                f"{human_bytes(b)} ({top}); the whole layer adds {human_bytes(total)}.")
-        return _measured(f, text, b, toolchain_bytes=b, layer_bytes=total,
-                         toolchain_packages=dict(sorted(tools.items(), key=lambda kv: -kv[1])))
-    return _measured(f, f"the layer of line {f.line} adds {human_bytes(total)} (everything this RUN installed; no "
-                        "package database found to single out the toolchain).", total, layer_bytes=total)
-
-
-def _broad(f, an, image, m: Measure, layer, line_of_layer, report, show) -> Finding:
-    if layer is None:
-        return f
-    b = m.layer_bytes(layer)
-    dup = m.overwritten_by(layer)
-    paths = ", ".join(f.details.get("paths", []))
-    text = f"line {f.line} copies {human_bytes(b)} of {paths}"
-    if dup:
-        text += f", {human_bytes(dup)} of it over files the image already had (stored twice)"
-    src = f.details.get("from", "STAGE")
-    dest = str(f.details.get("dest") or "/")
-    need = m.copy_need(layer, dest)
-    if need is None:  # no ELF facts were collected
-        text += (f"; `bilge deps {shlex.quote(report.reference)} --entrypoint --format dockerfile --from {src}` lists "
-                 "the libraries the entrypoint needs (or --binary PATH for another program).")
-        return _measured(f, text, b, layer_bytes=b, duplicate_bytes=dup)
-    if not need.resolved:
-        cmd = needed.deps_command(report.reference, None, src)
-        why = (f"no ELF file elsewhere in the image; {'; '.join(need.notes)}" if need.notes else
-               "no Entrypoint/Cmd and no ELF file elsewhere in the image")
-        text += (f"; bilge found no program outside {need.roots.dest} to resolve ({why}), so it cannot tell which "
-                 f"of it is needed: name the program, `{cmd}` prints the COPY lines for it.")
-        return _measured(f, text, b, layer_bytes=b, duplicate_bytes=dup, needed_bytes=None,
-                         deps_roots={"dest": need.roots.dest, "entrypoint": need.roots.entrypoint, "paths": [],
-                                     "binaries": [], "programs": 0}, deps_command=cmd)
-    cmd = needed.deps_command(report.reference, need.roots, src)
-    text += "; " + _need_text(need)
-    fix = (f"Copy only the files needed: `{cmd}` prints the COPY lines for the closure of those programs (they "
-           f"are listed too: keep what is under {need.roots.dest}), or name one program with `--binary PATH`; use them "
-           f"(or install the runtime packages) instead of {paths}.")
-    measured = _measured(f, text, b, layer_bytes=b, duplicate_bytes=dup, needed_bytes=need.needed_bytes,
-                         needed_files=need.needed_files, needed_links=need.needed_links,
-                         likely_bytes=need.likely_bytes, likely_files=need.likely_files,
-                         needed_already_bytes=need.already_bytes, needed_paths=list(need.needed_paths),
-                         deps_roots={"dest": need.roots.dest, "entrypoint": need.roots.entrypoint,
-                                     "paths": list(need.roots.paths), "binaries": list(need.roots.binaries),
-                                     "programs": need.programs},
-                         deps_missing=[{"soname": s, "needed_by": list(n)} for s, n in need.missing],
-                         deps_command=cmd)
-    return replace(measured, fix=fix)
-
-
-def _need_text(need: CopyNeed) -> str:
-    """``bilge deps finds 12.4 MB in 31 files of it needed by ...`` -- or what was found instead."""
-    r = need.roots
-    who = []
-    if (r.entrypoint and not any("Entrypoint/Cmd could not" in n for n in need.notes)
-            and not any(n == ("Entrypoint/Cmd",) for _, n in need.missing)):
-        who.append("the Entrypoint/Cmd")
-    if r.programs:
-        who.append(f"{r.programs:,} ELF file{'s' if r.programs != 1 else ''} outside {r.dest}")
-    text = (f"`bilge deps` finds {human_bytes(need.needed_bytes)} in {need.needed_files:,} "
-            f"file{'s' if need.needed_files != 1 else ''} of it needed by {' and '.join(who) or 'the programs'}")
-    if need.needed_files and need.already_bytes:
-        text += f" ({human_bytes(need.already_bytes)} of them at paths the image had before this COPY)"
-    if need.likely_files:
-        text += (f", + {human_bytes(need.likely_bytes)} in {need.likely_files:,} file"
-                 f"{'s' if need.likely_files != 1 else ''} likely needed at run time (loaded by libc with dlopen)")
-    text += "; it counts the libraries the loader maps, not data files or modules a program loads itself."
-    if need.missing:
-        shown = ", ".join(f"the Entrypoint/Cmd program {s}" if n == ("Entrypoint/Cmd",) else
-                          f"{s} (needed by {', '.join(n[:2])}{' ...' if len(n) > 2 else ''})"
-                          for s, n in need.missing[:3])
-        more = f" and {len(need.missing) - 3} more" if len(need.missing) > 3 else ""
-        text += f" Missing in the image: {shown}{more}."
-    for note in need.notes:
-        text += f" Note: {note}."
-    return text
-
-
-def _dockerignore(f, an, image, m: Measure, layer, line_of_layer, report, show) -> Finding:
-    if layer is None:
-        return f
-    ins = next(i for i in an.df.instructions if i.line == f.line)
-    dest = _dest_of(ins)
-    junk = {j: m.bytes_under(layer, [f"{dest.rstrip('/')}/{j}"]) for j in (".git", "node_modules", "log", "tmp")}
-    found = {k: v for k, v in junk.items() if v}
-    total = sum(found.values())
-    if found:
-        text = "this layer holds " + ", ".join(f"{k}/ ({human_bytes(v)})" for k, v in found.items()) + "."
-    else:
-        text = f"this layer holds none of .git, node_modules, log, tmp under {dest} (layer total {human_bytes(m.layer_bytes(layer))})."
-    return _measured(f, text, total, junk_bytes=found)
-
-
-def _chown(f, an, image, m: Measure, layer, line_of_layer, report, show) -> Finding:
-    if layer is None:
-        return f
-    dup = m.overwritten_by(layer)
-    return _measured(f, f"line {f.line} stores {human_bytes(dup)} of earlier layers' files again.", dup,
-                     duplicate_bytes=dup)
-
-
-def _secret_history(f, an, image, m: Measure, layer, line_of_layer, report, show) -> Finding:
-    names = f.details.get("names", [])
-    hits = []
-    if f.details.get("env"):
-        env = image.env
-        for n in names:
-            if n in env and env[n]:
-                hits.append(f"the image config has {n}={redact_mask(env[n]) if not show else env[n]}")
-    else:
-        for h in image.history:
-            for n in names:
-                mt = re.search(rf"(?:^|\s){re.escape(n)}=(\S*)", h.created_by)
-                if mt and mt.group(1):
-                    v = mt.group(1)
-                    hits.append(f"history entry {h.index} records {n}={redact_mask(v) if not show else v}")
-                    break
-            if len(hits) >= 2:
-                break
-    if hits:
-        return _measured(f, "; ".join(hits) + ".", None, confirmed=True)
-    where = "config" if f.details.get("env") else "history"
-    return _measured(f, f"this image's {where} does not contain a value for {', '.join(names)}.", None,
-                     confirmed=False)
-
-
-def _secret_file(f, an, image, m: Measure, layer, line_of_layer, report, show) -> Finding:
-    if layer is None:
-        return f
-    files = [p for p, _ in m.files_by_layer.get(layer, ())]
-    wanted = [str(x).rsplit("/", 1)[-1] for x in f.details.get("files", [])]
-    hits = [p for p in files if p.rsplit("/", 1)[-1] in wanted]
-    if hits:
-        return _measured(f, f"present in the layer of line {f.line}: " + ", ".join("/" + p for p in hits[:5]) + ".",
-                         None, confirmed=True, image_paths=["/" + p for p in hits])
-    return f
-
-
-_ATTACH: dict[str, Callable[..., Finding]] = {
-    "cleanup-later-layer": _cleanup,
-    "cache-not-cleaned": _cache,
-    "toolchain-in-final-stage": _whole_layer,
-    "single-stage-build": _whole_layer,
-    "broad-copy-from": _broad,
-    "no-dockerignore": _dockerignore,
-    "recursive-chown": _chown,
-    "secret-arg": _secret_history,
-    "secret-copy": _secret_file,
-    "secret-in-layer": _secret_file,
-}
