@@ -25,7 +25,7 @@ from bilge.dockerfile.needed import CopyNeed
 from bilge.dockerfile.parse import Instruction
 from bilge.dockerfile.rules import MEASURES, cache_not_cleaned, cleanup_later_layer
 from bilge.dockerfile.rules.base import Analysis, Finding, finding, measured
-from bilge.dockerfile.runs import strip_glob_tail, under
+from bilge.dockerfile.runmodel import strip_glob_tail, under
 from bilge.format.common import human_bytes
 from bilge.fs import MergedFS
 from bilge.image import Image

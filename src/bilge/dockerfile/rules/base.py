@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 import bilge.dockerfile.secretnames as sn
 from bilge.dockerfile.dockerignore import DockerIgnore
 from bilge.dockerfile.parse import Dockerfile, Instruction, Stage, Var, join_path
-from bilge.dockerfile.runs import RunFacts, analyze_run
+from bilge.dockerfile.runmodel import RunFacts
+from bilge.dockerfile.runs import analyze_run
 
 if TYPE_CHECKING:
     pass

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from bilge.dockerfile.parse import Instruction
 from bilge.dockerfile.rules.base import Analysis, Finding, Rule, finding, measured
 from bilge.dockerfile.rules.common import _creators
-from bilge.dockerfile.runs import under
+from bilge.dockerfile.runmodel import under
 from bilge.format.common import human_bytes
 
 if TYPE_CHECKING:

@@ -13,7 +13,7 @@ from bilge.dockerfile.dockerignore import walk_context
 from bilge.dockerfile.parse import Instruction, Stage, join_path
 from bilge.dockerfile.rules.base import Analysis, Finding, Rule, finding, line_list, measured
 from bilge.dockerfile.rules.common import WHOLE_CONTEXT, context_sources, dest_of, flows_to_shipped, has_glob
-from bilge.dockerfile.runs import glob_prefix, strip_glob_tail, under
+from bilge.dockerfile.runmodel import glob_prefix, strip_glob_tail, under
 
 if TYPE_CHECKING:
     from bilge.dockerfile.cost import Measure

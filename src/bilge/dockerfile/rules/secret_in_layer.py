@@ -5,7 +5,7 @@ from __future__ import annotations
 from bilge.dockerfile.rules.base import Analysis, Finding, Rule, finding, shorten
 from bilge.dockerfile.rules.common import flows_to_shipped
 from bilge.dockerfile.rules.secret_copy import measure as secret_copy_measure
-from bilge.dockerfile.runs import strip_glob_tail, under
+from bilge.dockerfile.runmodel import strip_glob_tail, under
 
 RULE = Rule(
     "secret-in-layer", "high",
