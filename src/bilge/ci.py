@@ -11,7 +11,7 @@ from typing import Any
 
 from bilge.analyze import Analysis
 from bilge.errors import BilgeError
-from bilge.format.common import human_bytes
+from bilge.units import human_bytes
 
 # dive's defaults when CI mode runs without a .dive-ci file
 DIVE_DEFAULTS = {"lowestEfficiency": "0.9", "highestWastedBytes": "disabled", "highestUserWastedPercent": "0.1"}

@@ -5,48 +5,16 @@ from __future__ import annotations
 import json
 import sys
 from enum import StrEnum
-from importlib import resources
-from typing import TYPE_CHECKING
 
 import typer
 
+from bilge.commands._common import demo_image_path, progress_reporter
 from bilge.commands._sourceopts import SOURCE_ARGS, SourceArgs, with_source_options
-from bilge.errors import BilgeError
-
-if TYPE_CHECKING:
-    from bilge.source.base import ImageSource
 
 
 class Format(StrEnum):
     text = "text"
     json = "json"
-
-
-def demo_image_path() -> str:
-    path = resources.files("bilge") / "data" / "demo.tar.gz"
-    if not path.is_file():
-        raise BilgeError("the demo image is not installed (src/bilge/data/demo.tar.gz missing; run demo/build.sh)")
-    return str(path)
-
-
-def progress_reporter(src: ImageSource, quiet: bool):
-    """A rich progress bar on stderr for long reads (TTY only); returns (callback, stop)."""
-    total = src.image.compressed_bytes
-    if quiet or not sys.stderr.isatty() or total < 50_000_000 or getattr(src, "shows_progress", False):
-        return None, lambda: None
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
-
-    from bilge.format.common import console
-
-    progress = Progress(TextColumn("reading layers"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
-                        console=console(stderr=True), transient=True)
-    task = progress.add_task("read", total=total)
-    progress.start()
-
-    def advance(_layer, nbytes: int) -> None:
-        progress.advance(task, nbytes)
-
-    return advance, progress.stop
 
 
 def register(app: typer.Typer) -> None:

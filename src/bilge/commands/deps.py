@@ -120,7 +120,7 @@ def to_dockerfile(result: DepsResult, stage: str, mode: LinkMode = LinkMode.stag
     with COPY --from=STAGE, grouped by directory, and the links recreated with one ``RUN ln -s`` in
     the final image, which needs a shell there.
     """
-    from bilge.format.common import human_bytes
+    from bilge.units import human_bytes
 
     files = [f for f in result.files if f.kind == "file"]
     links = [f for f in result.files if f.kind == "symlink"]
@@ -171,7 +171,7 @@ def to_dockerfile(result: DepsResult, stage: str, mode: LinkMode = LinkMode.stag
 def render_text(out, result: DepsResult, *, reference: str = "", tree_limit: int = 8) -> None:
     from rich.markup import escape
 
-    from bilge.format.common import human_bytes
+    from bilge.units import human_bytes
 
     size_of = {f.path: f.size for f in result.files}
     link_target = {f.path: f.target for f in result.files if f.kind == "symlink"}
@@ -253,7 +253,7 @@ def _print_tree(out, tree: Mapping[str, tuple[Edge, ...]], root: str, size_of: M
     """lddtree's layout: a library is expanded under the first level that needs it, shown once."""
     from rich.markup import escape
 
-    from bilge.format.common import human_bytes
+    from bilge.units import human_bytes
 
     shown: set[str] = {root}
 
@@ -325,7 +325,7 @@ def register(app: typer.Typer) -> None:
         else:
             if not reference:
                 raise BilgeError("missing REF (an image) or --rootfs DIR")
-            from bilge.commands.analyze import progress_reporter
+            from bilge.commands._common import progress_reporter
 
             with source_args.open(reference, platform=platform, verify=not no_verify,
                                   quiet=fmt != Format.text) as src:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sys
-import tempfile
 from collections.abc import Collection
 from enum import StrEnum
 from pathlib import Path
@@ -14,8 +12,9 @@ from typing import Any
 
 import typer
 
+from bilge.commands._common import write_output
 from bilge.commands._sourceopts import SOURCE_ARGS, SourceArgs, with_source_options
-from bilge.errors import BilgeError, OutputError
+from bilge.errors import BilgeError
 
 SEVERITY_CHOICES = ("critical", "high", "medium", "low", "info", "never")
 
@@ -58,31 +57,6 @@ def _check_severity(value: str, where: str, allow_never: bool = False) -> str:
         raise BilgeError(f"{where}: invalid severity {value!r} (one of: {', '.join(allowed)})")
     return v
 
-
-def write_output(path: str | None, text: str) -> None:
-    """stdout, or PATH written atomically (a temp file in the same directory, renamed when complete)."""
-    if not path or path == "-":
-        sys.stdout.write(text)
-        sys.stdout.flush()
-        return
-    target = Path(path)
-    directory = target.parent if str(target.parent) else Path(".")
-    if not directory.is_dir():
-        raise OutputError(f"cannot write {path}: directory {directory} does not exist")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
-    except OSError as exc:
-        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, target)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def fingerprint(f) -> str:
@@ -154,7 +128,7 @@ def render_text(out, df, findings, opts, fail_on: str, report=None) -> None:
     from rich.text import Text
 
     from bilge.dockerfile.rules import severity_rank
-    from bilge.format.common import human_bytes
+    from bilge.units import human_bytes
 
     target = df.target(opts.target)
     n_stages = len(df.stages)
@@ -292,7 +266,7 @@ def register(app: typer.Typer) -> None:
 
 def _with_image(df, findings, opts, ref: str, platform: str | None, verify: bool, quiet: bool,
                 disabled: Collection[str] = (), source_args: SourceArgs = SOURCE_ARGS):
-    from bilge.commands.analyze import progress_reporter
+    from bilge.commands._common import progress_reporter
     from bilge.deps import ElfCollector
     from bilge.dockerfile.cost import PackageDBCollector, attach
     from bilge.dockerfile.rules import Analysis

@@ -9,6 +9,7 @@ from enum import StrEnum
 
 import typer
 
+from bilge.commands._common import warn as _warn
 from bilge.commands._sourceopts import SOURCE_ARGS, SourceArgs, with_source_options
 from bilge.errors import BilgeError
 
@@ -42,10 +43,6 @@ def _compression(kind: CompressionKind, level: int | None):
     return Compression(kind.value, level)
 
 
-def _warn(message: str) -> None:
-    sys.stderr.write(f"bilge: warning: {message}\n")
-
-
 def _check_output_compat(output: str, kind: CompressionKind) -> None:
     if output.startswith("docker-archive:") and kind is CompressionKind.zstd:
         _warn("docker load of Docker Engine 20.10 cannot read zstd layers; newer engines can. "
@@ -53,7 +50,8 @@ def _check_output_compat(output: str, kind: CompressionKind) -> None:
 
 
 def render_squash_text(res, elapsed: float) -> None:
-    from bilge.format.common import console, human_bytes
+    from bilge.format.common import console
+    from bilge.units import human_bytes
 
     con = console()
     first, last = res.squashed_layers[0], res.squashed_layers[-1]
@@ -104,7 +102,7 @@ def register(app: typer.Typer) -> None:
 
         Reproducible: the same input and options give the same bytes (mtimes clamped to SOURCE_DATE_EPOCH when set).
         """
-        from bilge.commands.analyze import progress_reporter
+        from bilge.commands._common import progress_reporter
         from bilge.rewrite import squash
         from bilge.sink import parse_output, source_date_epoch
         spec = parse_output(output)
@@ -156,7 +154,7 @@ def register(app: typer.Typer) -> None:
         """Remove the secrets `bilge secrets` finds: history values redacted (the instruction stays
         readable), ENV/labels removed or redacted, and files holding a secret squashed away from the
         first layer that has one. Exit 1 when secrets remain in visible files (see --remove-files)."""
-        from bilge.commands.analyze import progress_reporter
+        from bilge.commands._common import progress_reporter
         from bilge.rewrite import scrub
         from bilge.sink import parse_output, source_date_epoch
         spec = parse_output(output)
@@ -185,7 +183,8 @@ def register(app: typer.Typer) -> None:
             doc["seconds"] = round(elapsed, 3)
             sys.stdout.write(json.dumps(doc, indent=2) + "\n")
         elif not quiet:
-            from bilge.format.common import console, human_bytes
+            from bilge.format.common import console
+            from bilge.units import human_bytes
 
             con = console()
             total = d["config_findings"] + d["file_findings"]
@@ -230,7 +229,7 @@ def register(app: typer.Typer) -> None:
         """The multistage build after the fact: keep the given paths, the ELF closure of every program
         kept (and of the entrypoint), /etc/passwd, /etc/group, nsswitch, CA certificates, timezone data
         and /tmp; drop the rest into one layer. Exit 1 when a needed library is missing."""
-        from bilge.commands.analyze import progress_reporter
+        from bilge.commands._common import progress_reporter
         from bilge.rewrite import slim
         from bilge.sink import parse_output, source_date_epoch
         if not dry_run and not output:
@@ -258,7 +257,8 @@ def register(app: typer.Typer) -> None:
             doc["seconds"] = round(elapsed, 3)
             sys.stdout.write(json.dumps(doc, indent=2) + "\n")
         elif not quiet:
-            from bilge.format.common import console, human_bytes
+            from bilge.format.common import console
+            from bilge.units import human_bytes
 
             con = console()
             verb = "would keep" if dry_run else "kept"

@@ -6,17 +6,16 @@ Exit codes: 0 no finding at or above ``--severity`` (default high), 1 some, 2 ba
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 import typer
 
+from bilge.commands._common import write_atomic
 from bilge.commands._sourceopts import SOURCE_ARGS, SourceArgs, with_source_options
-from bilge.errors import BilgeError, OutputError
+from bilge.errors import BilgeError
 
 
 class OutputFormat(StrEnum):
@@ -32,32 +31,6 @@ class Severity(StrEnum):
     low = "low"
     info = "info"
 
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write to a temporary file in the same directory, then rename: never a partial file."""
-    directory = path.parent if str(path.parent) else Path(".")
-    if not directory.is_dir():
-        raise OutputError(f"cannot write {path}: directory {directory} does not exist")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    except OSError as exc:
-        raise OutputError(f"cannot write {path}: {exc.strerror}") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except OSError as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise OutputError(f"cannot write {path}: {exc.strerror}") from None
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def _secrets_config(config_path: str | None) -> tuple[dict[str, Any], Path | None, str]:
@@ -128,7 +101,7 @@ def register(app: typer.Typer) -> None:
             _list_rules(ruleset)
             raise typer.Exit(0)
         if demo or not ref:
-            from bilge.commands.analyze import demo_image_path
+            from bilge.commands._common import demo_image_path
 
             ref = demo_image_path()
         ignores = from_config(section.get("ignore"), source or "config")
@@ -151,7 +124,7 @@ def register(app: typer.Typer) -> None:
                 stats = ScanStats()
                 findings = scan_image_config(image, Scanner(ruleset), stats)
             else:
-                from bilge.commands.analyze import progress_reporter
+                from bilge.commands._common import progress_reporter
 
                 advance, stop = progress_reporter(src, fmt is not OutputFormat.text)
                 try:

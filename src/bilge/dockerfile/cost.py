@@ -26,10 +26,10 @@ from bilge.dockerfile.parse import Instruction
 from bilge.dockerfile.rules import MEASURES, cache_not_cleaned, cleanup_later_layer
 from bilge.dockerfile.rules.base import Analysis, Finding, finding, measured
 from bilge.dockerfile.runmodel import strip_glob_tail, under
-from bilge.format.common import human_bytes
 from bilge.fs import MergedFS
 from bilge.image import Image
 from bilge.severity import rank as severity_rank
+from bilge.units import human_bytes
 
 _LAYER_KEYWORDS = frozenset({"RUN", "COPY", "ADD", "WORKDIR"})
 _MIN_IMAGE_ONLY = 1_000_000  # report a RUN that deletes base-image bytes from 1 MB up

@@ -8,7 +8,7 @@ from rich.table import Table
 from rich.text import Text
 
 from bilge.analyze import Analysis, instruction
-from bilge.format.common import human_bytes
+from bilge.units import human_bytes
 
 SCHEMA = "bilge.analyze/1"
 

@@ -1,4 +1,4 @@
-"""Helpers shared by every formatter: sizes, consoles that respect TTY and NO_COLOR."""
+"""Consoles that respect TTY and NO_COLOR, shared by every text renderer (sizes: :mod:`bilge.units`)."""
 
 from __future__ import annotations
 
@@ -7,19 +7,10 @@ import sys
 
 from rich.console import Console
 
+from bilge.units import human_bytes
 
-def human_bytes(n: int | float) -> str:
-    """Decimal units, like docker and dive: 1.2 GB, 45.2 MB, 6.4 kB, 512 B."""
-    n = float(n)
-    sign = "-" if n < 0 else ""
-    n = abs(n)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            if unit == "B":
-                return f"{sign}{int(n)} B"
-            return f"{sign}{n:.1f} {unit}"
-        n /= 1000
-    raise AssertionError("unreachable")
+__all__ = ["console", "human_bytes", "use_color"]
+
 
 
 def use_color(stream=None) -> bool:

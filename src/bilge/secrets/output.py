@@ -14,11 +14,11 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
-from bilge.format.common import human_bytes
 from bilge.format.sarif import SarifResult, SarifRule, sarif_log
 from bilge.secrets.mask import redact
 from bilge.secrets.model import Finding, Report
 from bilge.secrets.rules import SEVERITIES, Ruleset, severity_rank
+from bilge.units import human_bytes
 
 SCHEMA = "bilge.secrets/1"
 _STYLE = {"critical": "bold white on red", "high": "bold red", "medium": "yellow", "low": "cyan", "info": "dim"}

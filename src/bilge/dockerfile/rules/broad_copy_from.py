@@ -11,7 +11,7 @@ import bilge.dockerfile.needed as needed
 from bilge.dockerfile.needed import CopyNeed
 from bilge.dockerfile.rules.base import Analysis, Finding, Rule, finding, measured, norm
 from bilge.dockerfile.rules.common import dest_of
-from bilge.format.common import human_bytes
+from bilge.units import human_bytes
 
 if TYPE_CHECKING:
     from bilge.dockerfile.cost import Measure

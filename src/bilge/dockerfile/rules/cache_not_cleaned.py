@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from bilge.dockerfile.rules.base import Analysis, Finding, Rule, finding, measured
 from bilge.dockerfile.rules.common import CACHE_NAMES, cleanup_matches
 from bilge.dockerfile.runmodel import glob_prefix
-from bilge.format.common import human_bytes
+from bilge.units import human_bytes
 
 if TYPE_CHECKING:
     from bilge.dockerfile.cost import Measure

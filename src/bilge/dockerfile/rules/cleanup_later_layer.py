@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from bilge.dockerfile.parse import Instruction
 from bilge.dockerfile.rules.base import Analysis, Finding, Rule, finding, line_list, measured
 from bilge.dockerfile.rules.common import cleanup_matches
-from bilge.format.common import human_bytes
+from bilge.units import human_bytes
 
 if TYPE_CHECKING:
     from bilge.dockerfile.cost import Measure

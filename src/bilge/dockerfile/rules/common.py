@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from bilge.dockerfile.parse import Instruction, Stage, join_path
 from bilge.dockerfile.rules.base import Analysis, Finding, measured, norm
 from bilge.dockerfile.runmodel import PathOp, glob_prefix, strip_glob_tail, under
-from bilge.format.common import human_bytes
+from bilge.units import human_bytes
 
 if TYPE_CHECKING:
     from bilge.dockerfile.cost import Measure

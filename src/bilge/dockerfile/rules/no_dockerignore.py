@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from bilge.dockerfile.rules.base import Analysis, Finding, Rule, finding, measured, norm
 from bilge.dockerfile.rules.common import context_sources, dest_of
-from bilge.format.common import human_bytes
+from bilge.units import human_bytes
 
 if TYPE_CHECKING:
     from bilge.dockerfile.cost import Measure

@@ -8,7 +8,7 @@ from bilge.dockerfile.parse import Instruction
 from bilge.dockerfile.rules.base import Analysis, Finding, Rule, finding, measured
 from bilge.dockerfile.rules.common import _creators
 from bilge.dockerfile.runmodel import under
-from bilge.format.common import human_bytes
+from bilge.units import human_bytes
 
 if TYPE_CHECKING:
     from bilge.dockerfile.cost import Measure

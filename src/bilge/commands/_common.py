@@ -1,0 +1,79 @@
+"""Helpers every command shares: the demo image, the progress bar of long reads, warnings on stderr."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from bilge.errors import BilgeError, OutputError
+
+if TYPE_CHECKING:
+    from bilge.source.base import ImageSource
+
+
+def warn(message: str) -> None:
+    """One ``bilge: warning: ...`` line on stderr."""
+    sys.stderr.write(f"bilge: warning: {message}\n")
+
+
+def demo_image_path() -> str:
+    path = resources.files("bilge") / "data" / "demo.tar.gz"
+    if not path.is_file():
+        raise BilgeError("the demo image is not installed (src/bilge/data/demo.tar.gz missing; run demo/build.sh)")
+    return str(path)
+
+
+def progress_reporter(src: ImageSource, quiet: bool):
+    """A rich progress bar on stderr for long reads (TTY only); returns (callback, stop)."""
+    total = src.image.compressed_bytes
+    if quiet or not sys.stderr.isatty() or total < 50_000_000 or getattr(src, "shows_progress", False):
+        return None, lambda: None
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from bilge.format.common import console
+
+    progress = Progress(TextColumn("reading layers"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
+                        console=console(stderr=True), transient=True)
+    task = progress.add_task("read", total=total)
+    progress.start()
+
+    def advance(_layer, nbytes: int) -> None:
+        progress.advance(task, nbytes)
+
+    return advance, progress.stop
+
+
+def write_atomic(path: str | os.PathLike[str], text: str) -> None:
+    """The one atomic writer of reports: a temporary file in the same directory, renamed when complete --
+    never a partial file."""
+    target = Path(path)
+    directory = target.parent if str(target.parent) else Path(".")
+    if not directory.is_dir():
+        raise OutputError(f"cannot write {path}: directory {directory} does not exist")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, target)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_output(path: str | None, text: str) -> None:
+    """stdout (no PATH, or "-"), or PATH written atomically."""
+    if not path or path == "-":
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    write_atomic(path, text)
