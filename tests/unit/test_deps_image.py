@@ -200,7 +200,7 @@ def test_cli_rootfs(base: Root) -> None:
 
 
 def test_dockerfile_lines_keep_links(base: Root, tmp_path: Path) -> None:
-    from bilge.commands.deps import LinkMode, to_dockerfile
+    from bilge.format.deps import LinkMode, to_dockerfile
 
     res = closure(DirView(base.path), binaries=["/usr/bin/p"], strict=True)
     stage = to_dockerfile(res, "builder", LinkMode.stage)
@@ -240,7 +240,7 @@ def test_scripts_and_entrypoints_the_image_cannot_run_are_findings(base: Root, t
 
 
 def test_dockerfile_helper_stage_name_is_valid(base: Root) -> None:
-    from bilge.commands.deps import LinkMode, to_dockerfile
+    from bilge.format.deps import LinkMode, to_dockerfile
 
     res = closure(DirView(base.path), binaries=["/usr/bin/p"], strict=True)
     lines = to_dockerfile(res, "Ruby:3.1 Builder", LinkMode.stage)
@@ -248,7 +248,7 @@ def test_dockerfile_helper_stage_name_is_valid(base: Root) -> None:
 
 
 def test_text_library_table_for_many_roots(base: Root) -> None:
-    from bilge.commands.deps import render_text
+    from bilge.format.deps import render_text
     from bilge.format.common import console
 
     res = closure(DirView(base.path), paths=["/usr"], strict=True)

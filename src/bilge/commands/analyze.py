@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from enum import StrEnum
 
@@ -43,8 +42,9 @@ def register(app: typer.Typer) -> None:
         from bilge.analyze import analyze
         from bilge.ci import ci_enabled, evaluate, load_rules
         from bilge.config import load_config
-        from bilge.format.analyze import render_text, to_json
+        from bilge.format.analyze import render_ci, render_text, to_json
         from bilge.format.common import console
+        from bilge.format.interface import document
         from bilge.fs import walk_image
         ref = demo_image_path() if (demo or not reference) else reference
         base_diff_ids = None
@@ -65,20 +65,13 @@ def register(app: typer.Typer) -> None:
         verdicts = evaluate(result, rules, source) if gate and rules is not None else None
         failed = [v for v in verdicts or [] if v.status == "fail"]
         if fmt == Format.json:
-            json.dump(to_json(result, [v.as_dict() for v in verdicts] if verdicts is not None else None),
-                      sys.stdout, indent=2)
-            sys.stdout.write("\n")
+            sys.stdout.write(document(to_json(result, [v.as_dict() for v in verdicts] if verdicts is not None
+                                              else None)))
         else:
             out = console()
             if not quiet:
                 render_text(out, result, top=top)
             if verdicts is not None:
-                out.print()
-                out.print("[bold]CI rules[/bold]")
-                for v in verdicts:
-                    style = {"pass": "green", "fail": "bold red", "disabled": "dim"}[v.status]
-                    detail = f"{v.actual} vs {v.threshold}" if v.status != "disabled" else ""
-                    out.print(f"  [{style}]{v.status.upper():8}[/{style}] {v.rule:30} {detail}  [dim]{v.source}[/dim]")
-                out.print("[bold red]FAIL[/bold red]" if failed else "[green]PASS[/green]")
+                render_ci(out, verdicts, failed=bool(failed))
         return 1 if failed else 0
 

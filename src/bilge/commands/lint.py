@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import sys
 from collections.abc import Collection
 from enum import StrEnum
@@ -15,6 +13,8 @@ import typer
 from bilge.commands._common import write_output
 from bilge.commands._sourceopts import SOURCE_ARGS, SourceArgs, with_source_options
 from bilge.errors import BilgeError
+from bilge.format.interface import document
+from bilge.format.lint import render_text, to_json, to_sarif
 
 SEVERITY_CHOICES = ("critical", "high", "medium", "low", "info", "never")
 
@@ -59,121 +59,12 @@ def _check_severity(value: str, where: str, allow_never: bool = False) -> str:
 
 
 
-def fingerprint(f) -> str:
-    text = " ".join(f.instruction.split())
-    return hashlib.sha256(f"{f.rule}\0{f.stage}\0{text}".encode()).hexdigest()[:32]
 
 
-def to_json(df, findings, opts, fail_on: str, failed: bool, report=None) -> dict[str, Any]:
-    from bilge.dockerfile.rules import severity_rank
-
-    an_target = df.target(opts.target)
-    chain = {s.index for s in df.chain(an_target)}
-    by_sev: dict[str, int] = {}
-    for f in findings:
-        by_sev[f.severity] = by_sev.get(f.severity, 0) + 1
-    return {
-        "schema": "bilge.lint/1",
-        "dockerfile": df.path,
-        "target": an_target.name or f"#{an_target.index}",
-        "stages": [{"index": s.index, "name": s.name, "base": s.base, "line": s.line, "shipped": s.index in chain}
-                   for s in df.stages],
-        "context": opts.context,
-        "dockerignore": opts.dockerignore.path if opts.dockerignore else None,
-        "image": report.to_json() if report is not None else None,
-        "fail_on": fail_on,
-        "findings": [f.to_json() for f in findings],
-        "summary": {
-            "findings": len(findings),
-            "by_severity": dict(sorted(by_sev.items(), key=lambda kv: -severity_rank(kv[0]))),
-            "measured": sum(1 for f in findings if f.bytes is not None) if report is not None else None,
-            "failed": failed,
-        },
-    }
 
 
-def to_sarif(df, findings) -> dict[str, Any]:
-    from bilge.dockerfile.rules import RULES
-    from bilge.format.sarif import SarifResult, SarifRule, sarif_log
-
-    rules = [SarifRule(r.id, r.title, r.rationale, r.severity, help=r.fix, tags=r.tags) for r in RULES.values()]
-    uri = df.path
-    if uri != "-":
-        p = Path(uri)
-        try:
-            uri = p.resolve().relative_to(Path.cwd().resolve()).as_posix()
-        except ValueError:
-            uri = p.as_posix()
-    else:
-        uri = "Dockerfile"
-    results = []
-    for f in findings:
-        props: dict[str, Any] = {"stage": f.stage}
-        if f.bytes is not None:
-            props["bytes"] = f.bytes
-        results.append(SarifResult(rule_id=f.rule, severity=f.severity, message=f"{f.message} Fix: {f.fix}",
-                                   uri=uri, start_line=f.line, fingerprint=fingerprint(f), properties=props))
-    log = sarif_log("bilge-lint", rules, results)
-    for res, f in zip(log["runs"][0]["results"], findings, strict=True):
-        region = res["locations"][0]["physicalLocation"].get("region")
-        if region is not None and f.end_line and f.end_line > f.line:
-            region["endLine"] = f.end_line
-    return log
 
 
-def render_text(out, df, findings, opts, fail_on: str, report=None) -> None:
-    import textwrap
-
-    from rich.markup import escape
-    from rich.text import Text
-
-    from bilge.dockerfile.rules import severity_rank
-    from bilge.units import human_bytes
-
-    target = df.target(opts.target)
-    n_stages = len(df.stages)
-    head = f"[bold]{escape(df.path)}[/bold]  {n_stages} stage{'s' if n_stages != 1 else ''}"
-    if n_stages > 1:
-        head += f", shipped: stage {escape(target.label)} (line {target.line})"
-    if report is not None:
-        head += f"  image: {escape(report.reference)}"
-    if not findings:
-        out.print(head + "  [green]no findings[/green]")
-        for note in getattr(report, "notes", []) or []:
-            out.print(f"[yellow]note:[/yellow] {escape(note)}")
-        return
-    out.print(head)
-    if report is not None:
-        out.print(f"[dim]{len(report.aligned)} instructions aligned with the image history; "
-                  f"{report.base_layers} base layer(s); {report.layers} layers, "
-                  f"{human_bytes(report.total_layer_bytes)} of files in layers[/dim]")
-        for note in report.notes:
-            out.print(f"[yellow]note:[/yellow] {escape(note)}")
-    out.print()
-    styles = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "cyan", "info": "dim"}
-    for f in findings:
-        sev = f.severity.upper()
-        line = Text()
-        line.append(f"{df.path}:{f.line}", style="bold")
-        line.append("  ")
-        line.append(f"{sev:<6}", style=styles.get(f.severity, ""))
-        line.append("  ")
-        line.append(f.rule, style="bold")
-        if f.bytes is not None:
-            line.append(f"  {human_bytes(f.bytes)}", style="magenta")
-        out.print(line)
-        width = max(60, (out.width or 120) - 1)
-        out.print(Text(textwrap.fill(f.message, width, initial_indent="    ", subsequent_indent="    ",
-                                     break_on_hyphens=False)), soft_wrap=True)
-        out.print(Text(textwrap.fill("fix: " + f.fix, width, initial_indent="    ", subsequent_indent="    ",
-                                     break_on_hyphens=False), style="dim"), soft_wrap=True)
-    by_sev: dict[str, int] = {}
-    for f in findings:
-        by_sev[f.severity] = by_sev.get(f.severity, 0) + 1
-    parts = ", ".join(f"{n} {s}" for s, n in sorted(by_sev.items(), key=lambda kv: -severity_rank(kv[0])))
-    summary = f"{len(findings)} finding{'s' if len(findings) != 1 else ''} ({parts})"
-    out.print()
-    out.print(summary + (f"  [dim](fail-on: {fail_on})[/dim]" if fail_on != "never" else ""))
 
 
 def register(app: typer.Typer) -> None:
@@ -249,9 +140,9 @@ def register(app: typer.Typer) -> None:
         findings = apply_config(findings, disabled, sev_over)
         failed = threshold != "never" and any(severity_rank(f.severity) >= severity_rank(threshold) for f in findings)
         if fmt == Format.json:
-            write_output(output, json.dumps(to_json(df, findings, opts, threshold, failed, report), indent=2) + "\n")
+            write_output(output, document(to_json(df, findings, opts, threshold, failed, report)))
         elif fmt == Format.sarif:
-            write_output(output, json.dumps(to_sarif(df, findings), indent=2) + "\n")
+            write_output(output, document(to_sarif(df, findings)))
         else:
             if output and output != "-":
                 import io

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from enum import StrEnum
@@ -12,6 +11,15 @@ import typer
 from bilge.commands._common import warn as _warn
 from bilge.commands._sourceopts import SOURCE_ARGS, SourceArgs, with_source_options
 from bilge.errors import BilgeError
+from bilge.format.common import console
+from bilge.format.interface import document
+from bilge.format.rewrite import (
+    render_scrub_text,
+    render_slim_text,
+    render_squash_text,
+    rewrite_json,
+    squash_json,
+)
 
 
 class Format(StrEnum):
@@ -49,35 +57,13 @@ def _check_output_compat(output: str, kind: CompressionKind) -> None:
               "Use --compression gzip for older engines.")
 
 
-def render_squash_text(res, elapsed: float) -> None:
-    from bilge.format.common import console
-    from bilge.units import human_bytes
-
-    con = console()
-    first, last = res.squashed_layers[0], res.squashed_layers[-1]
-    span = f"layers {first}-{last}" if last > first else f"layer {first}"
-    con.print(f"squashed {span} of {res.reference} into one layer", soft_wrap=True, markup=False)
-    con.print(f"  output  {res.output.output}", soft_wrap=True, markup=False)
-    for rec in res.output.layers:
-        if rec.copied:
-            con.print(f"  kept   {rec.digest[:19]}  {human_bytes(rec.size):>9}  (base layer, byte for byte)")
-        else:
-            c = res.counts
-            con.print(f"  wrote  {rec.digest[:19]}  {human_bytes(rec.size):>9}  "
-                      f"{c.files} files, {c.dirs} dirs, {c.symlinks} symlinks, {c.hardlinks} hardlinks"
-                      + (f", {c.whiteouts} whiteouts" if c.whiteouts else ""))
-    con.print(f"  dropped {human_bytes(res.bytes_saved)} of hidden files (uncompressed; analyze's reclaimable "
-              f"bytes for {span})")
-    con.print(f"  layers  {res.layers_in} -> {len(res.output.layers)};  stored {human_bytes(res.input_bytes)} -> "
-              f"{human_bytes(res.output_bytes)};  {elapsed:.1f}s")
-    con.print(f"  image   {res.output.config_digest}")
-    for line in res.dropped:
-        _warn(f"not written: {line}")
-    for line in res.findings:
-        _warn(line)
-
-
 def register(app: typer.Typer) -> None:
+    _register_squash(app)
+    _register_scrub(app)
+    _register_slim(app)
+
+
+def _register_squash(app: typer.Typer) -> None:
     @app.command("squash")
     @with_source_options
     def squash_cmd(
@@ -124,13 +110,17 @@ def register(app: typer.Typer) -> None:
                 stop()
         elapsed = time.perf_counter() - started
         if fmt is Format.json:
-            doc = res.to_json()
-            doc["seconds"] = round(elapsed, 3)
-            sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+            sys.stdout.write(document(squash_json(res, elapsed)))
         elif not quiet:
-            render_squash_text(res, elapsed)
+            render_squash_text(console(), res, elapsed)
+        for line in res.dropped:
+            _warn(f"not written: {line}")
+        for line in res.findings:
+            _warn(line)
 
 
+
+def _register_scrub(app: typer.Typer) -> None:
     @app.command("scrub")
     @with_source_options
     def scrub_cmd(
@@ -179,35 +169,17 @@ def register(app: typer.Typer) -> None:
         elapsed = time.perf_counter() - started
         d = res.details
         if fmt is Format.json:
-            doc = res.to_json()
-            doc["seconds"] = round(elapsed, 3)
-            sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+            sys.stdout.write(document(rewrite_json(res, elapsed)))
         elif not quiet:
-            from bilge.format.common import console
-            from bilge.units import human_bytes
-
-            con = console()
-            total = d["config_findings"] + d["file_findings"]
-            con.print(f"scrubbed {res.reference}: {total} secret finding(s)", soft_wrap=True, markup=False)
-            con.print(f"  output  {res.output.output}", soft_wrap=True, markup=False)
-            for f in d["findings"]:
-                state = " (deleted file)" if f["deleted"] else ""
-                con.print(f"  found   {f['rule']}  {f['where']}  {f['secret']}{state}", soft_wrap=True, markup=False)
-            for a in d["actions"]:
-                con.print(f"  done    {a}", soft_wrap=True, markup=False)
-            if d["squashed_from"] is not None:
-                con.print(f"  done    squashed layers {d['squashed_from']}-{res.layers_in - 1}: the files' bytes "
-                          "are gone from the image", soft_wrap=True, markup=False)
-            for p in d["removed_files"]:
-                con.print(f"  done    removed {p}", soft_wrap=True, markup=False)
-            con.print(f"  layers  {res.layers_in} -> {len(res.output.layers)};  stored "
-                      f"{human_bytes(res.input_bytes)} -> {human_bytes(res.output_bytes)};  {elapsed:.1f}s")
+            render_scrub_text(console(), res, elapsed)
         for p in d["remaining"]:
             _warn(f"a secret is still in {p} (visible in the final filesystem): fix the build, or rerun "
                   "with --remove-files")
         if d["remaining"]:
             raise typer.Exit(1)
 
+
+def _register_slim(app: typer.Typer) -> None:
     @app.command("slim")
     @with_source_options
     def slim_cmd(
@@ -251,27 +223,10 @@ def register(app: typer.Typer) -> None:
         elapsed = time.perf_counter() - started
         d = res.details
         if fmt is Format.json:
-            doc = res.to_json()
-            doc["dry_run"] = dry_run
-            doc["kept"] = sorted("/" + p for p in plan.keep.exact | plan.keep.trees)
-            doc["seconds"] = round(elapsed, 3)
-            sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+            doc = rewrite_json(res, elapsed, dry_run=dry_run, kept=sorted("/" + p for p in plan.keep.exact | plan.keep.trees))
+            sys.stdout.write(document(doc))
         elif not quiet:
-            from bilge.format.common import console
-            from bilge.units import human_bytes
-
-            con = console()
-            verb = "would keep" if dry_run else "kept"
-            con.print(f"slim {res.reference}: {verb} {d['kept_files']} of {d['visible_files']} files, "
-                      f"{human_bytes(d['kept_bytes'])} of {human_bytes(d['visible_bytes'])}", soft_wrap=True,
-                      markup=False)
-            if res.output:
-                con.print(f"  output  {res.output.output}", soft_wrap=True, markup=False)
-            for path, files, size in plan.top:
-                con.print(f"  {human_bytes(size):>9}  {files:>5} files  {path}", soft_wrap=True, markup=False)
-            if res.output:
-                con.print(f"  layers  {res.layers_in} -> {len(res.output.layers)};  stored "
-                          f"{human_bytes(res.input_bytes)} -> {human_bytes(res.output_bytes)};  {elapsed:.1f}s")
+            render_slim_text(console(), res, plan, dry_run, elapsed)
         for line in d["missing"]:
             _warn(f"missing library: {line}")
         if d["missing"]:

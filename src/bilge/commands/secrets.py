@@ -5,7 +5,6 @@ Exit codes: 0 no finding at or above ``--severity`` (default high), 1 some, 2 ba
 
 from __future__ import annotations
 
-import json
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -16,6 +15,7 @@ import typer
 from bilge.commands._common import write_atomic
 from bilge.commands._sourceopts import SOURCE_ARGS, SourceArgs, with_source_options
 from bilge.errors import BilgeError
+from bilge.format.interface import document
 
 
 class OutputFormat(StrEnum):
@@ -88,10 +88,10 @@ def register(app: typer.Typer) -> None:
         source_args: SourceArgs = SOURCE_ARGS,
     ) -> None:
         """Find credentials in an image: history and build args, config, annotations, and every file of every layer (deleted ones included)."""
+        from bilge.format.secrets import render_text, to_json, to_sarif
         from bilge.secrets import build_report, scan_image_config, scan_source
         from bilge.secrets.ignore import from_config, read_bilgeignore
         from bilge.secrets.model import ScanStats
-        from bilge.secrets.output import render_text, to_json, to_sarif
         from bilge.secrets.rules import load_ruleset
         from bilge.secrets.textscan import Scanner
 
@@ -141,17 +141,17 @@ def register(app: typer.Typer) -> None:
                 from rich.console import Console
 
                 buf = io.StringIO()
-                render_text(report, Console(file=buf, width=120, no_color=True, highlight=False, emoji=False,
-                                            color_system=None), show_secrets=show_secrets, verbose=verbose)
+                render_text(Console(file=buf, width=120, no_color=True, highlight=False, emoji=False,
+                                    color_system=None), report, show_secrets=show_secrets, verbose=verbose)
                 write_atomic(output, buf.getvalue())
             else:
                 from bilge.format.common import console
 
-                render_text(report, console(), show_secrets=show_secrets, verbose=verbose)
+                render_text(console(), report, show_secrets=show_secrets, verbose=verbose)
         else:
             doc = to_json(report, show_secrets=show_secrets) if fmt is OutputFormat.json else to_sarif(
                 report, ruleset, show_secrets=show_secrets)
-            text = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+            text = document(doc, ascii_only=False)
             if output is not None:
                 write_atomic(output, text)
             else:

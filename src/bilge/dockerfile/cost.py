@@ -48,13 +48,6 @@ class ImageReport:
     base_layers: int = 0
     notes: list[str] = field(default_factory=list)
 
-    def to_json(self) -> dict:
-        return {
-            "reference": self.reference, "image_id": self.image_id, "digest": self.digest, "layers": self.layers,
-            "layer_bytes": self.total_layer_bytes, "base_layers": self.base_layers,
-            "aligned": {str(k): {"history": v, "layer": self.layer_of.get(k)} for k, v in sorted(self.aligned.items())},
-            "unaligned_lines": self.unaligned, "notes": self.notes,
-        }
 
 
 # --- alignment ----------------------------------------------------------------------------------------------

@@ -169,3 +169,14 @@ def render_text(console, a: Analysis, *, top: int = 10, show_layers: bool = True
             console.print(f"  • {f.message}")
     for note in a.notes:
         console.print(f"[yellow]note:[/yellow] {note}")
+
+
+def render_ci(out, verdicts, *, failed: bool) -> None:
+    """The CI rules' verdicts (``bilge.ci``) after the report, and PASS/FAIL."""
+    out.print()
+    out.print("[bold]CI rules[/bold]")
+    for v in verdicts:
+        style = {"pass": "green", "fail": "bold red", "disabled": "dim"}[v.status]
+        detail = f"{v.actual} vs {v.threshold}" if v.status != "disabled" else ""
+        out.print(f"  [{style}]{v.status.upper():8}[/{style}] {v.rule:30} {detail}  [dim]{v.source}[/dim]")
+    out.print("[bold red]FAIL[/bold red]" if failed else "[green]PASS[/green]")

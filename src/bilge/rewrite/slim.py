@@ -189,20 +189,6 @@ class RewriteResult:
     counts: SquashCounts
     details: Mapping[str, Any]
 
-    def to_json(self) -> dict[str, Any]:
-        out = {
-            "schema": f"bilge.{self.command}/1",
-            "reference": self.reference,
-            "output": str(self.output.output) if self.output else None,
-            "manifest_digest": self.output.manifest_digest if self.output else None,
-            "image_id": self.output.config_digest if self.output else None,
-            "layers_in": self.layers_in,
-            "layers_out": len(self.output.layers) if self.output else None,
-            "input_bytes": self.input_bytes,
-            "output_bytes": self.output_bytes,
-        }
-        out.update(self.details)
-        return out
 
 
 def slim(src: ImageSource, output: str | OutputSpec | None, keep_paths: Sequence[str], *, entrypoint: bool = False,

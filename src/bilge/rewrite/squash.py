@@ -25,7 +25,7 @@ import posixpath
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from bilge import __version__
 from bilge.errors import BilgeError
@@ -273,30 +273,6 @@ class SquashResult:
     dropped: tuple[str, ...]
     findings: tuple[str, ...]
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "schema": "bilge.squash/1",
-            "reference": self.reference,
-            "output": str(self.output.output),
-            "manifest_digest": self.output.manifest_digest,
-            "image_id": self.output.config_digest,
-            "from_layer": self.start,
-            "layers_in": self.layers_in,
-            "layers_out": len(self.output.layers),
-            "squashed_layers": list(self.squashed_layers),
-            "bytes_saved": self.bytes_saved,
-            "range_file_bytes": self.range_file_bytes,
-            "written_file_bytes": self.written_file_bytes,
-            "input_bytes": self.input_bytes,
-            "output_bytes": self.output_bytes,
-            "entries": {"dirs": self.counts.dirs, "files": self.counts.files, "symlinks": self.counts.symlinks,
-                        "hardlinks": self.counts.hardlinks, "other": self.counts.other,
-                        "whiteouts": self.counts.whiteouts},
-            "layers": [{"digest": r.digest, "diff_id": r.diff_id, "size": r.size, "media_type": r.media_type,
-                        "copied": r.copied} for r in self.output.layers],
-            "dropped": list(self.dropped),
-            "findings": list(self.findings),
-        }
 
 
 def resolve_start(image: Image, from_layer: int | None, base: Image | None) -> int:

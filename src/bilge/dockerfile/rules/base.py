@@ -42,17 +42,6 @@ class Finding:
     related: tuple[int, ...] = ()  # other lines involved (the creator of the files, the ARG ...)
     details: Mapping[str, Any] = field(default_factory=dict)
 
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "rule": self.rule, "severity": self.severity, "line": self.line, "end_line": self.end_line or self.line,
-            "stage": self.stage, "instruction": self.instruction, "message": self.message, "bytes": self.bytes,
-            "fix": self.fix,
-        }
-        if self.related:
-            out["related_lines"] = list(self.related)
-        if self.details:
-            out["details"] = dict(self.details)
-        return out
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,8 @@ from bilge.secrets.rules import SEVERITIES, Ruleset, severity_rank
 from bilge.units import human_bytes
 
 SCHEMA = "bilge.secrets/1"
+
+
 _STYLE = {"critical": "bold white on red", "high": "bold red", "medium": "yellow", "low": "cyan", "info": "dim"}
 
 
@@ -54,10 +56,6 @@ def where_text(f: Finding) -> str:
     if loc.kind == "config":
         return f"config {loc.key}"
     return f"{loc.kind} {loc.key}"
-
-
-# ---------------------------------------------------------------------------------------------
-# JSON
 
 
 def to_json(report: Report, *, show_secrets: bool = False) -> dict[str, Any]:
@@ -109,10 +107,6 @@ def to_json(report: Report, *, show_secrets: bool = False) -> dict[str, Any]:
     }
 
 
-# ---------------------------------------------------------------------------------------------
-# SARIF
-
-
 def to_sarif(report: Report, ruleset: Ruleset, *, show_secrets: bool = False) -> dict[str, Any]:
     red = _redactor(report, show_secrets)
     rules: dict[str, SarifRule] = {}
@@ -139,10 +133,6 @@ def to_sarif(report: Report, ruleset: Ruleset, *, show_secrets: bool = False) ->
         results.append(SarifResult(rule_id=f.rule, severity=f.severity, message=message, uri=uri,
                                    start_line=loc.line, fingerprint=f.fingerprint, properties=props))
     return sarif_log("bilge-secrets", rules.values(), results)
-
-
-# ---------------------------------------------------------------------------------------------
-# Text
 
 
 def _shorten(text: str, width: int = 150) -> str:
@@ -176,7 +166,7 @@ def _where_line(f: Finding) -> str:
     return text
 
 
-def render_text(report: Report, console: Console, *, show_secrets: bool = False, verbose: bool = False) -> None:
+def render_text(console: Console, report: Report, *, show_secrets: bool = False, verbose: bool = False) -> None:
     red = _redactor(report, show_secrets)
     limit = severity_rank(report.threshold)
     shown = [f for f in report.findings if f.rank >= limit]
