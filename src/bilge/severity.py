@@ -1,10 +1,12 @@
-"""The one severity ladder shared by lint and secrets findings (a leaf module: imports nothing of bilge).
+"""The one severity ladder shared by lint and secrets findings (a leaf module: only bilge.errors).
 
 An unknown severity is an error everywhere: user input is checked with :func:`check` (one line,
 exit 2), and :func:`rank` raises ``ValueError`` for a value that was never checked.
 """
 
 from __future__ import annotations
+
+from bilge.errors import BilgeError
 
 SEVERITIES = ("critical", "high", "medium", "low", "info")
 RANK = {s: i for i, s in enumerate(reversed(SEVERITIES))}  # info=0 ... critical=4
@@ -20,3 +22,11 @@ def rank(severity: str) -> int:
 
 def at_or_above(severity: str, threshold: str) -> bool:
     return rank(severity) >= rank(threshold)
+
+
+def check(value: str, where: str) -> str:
+    """A severity from user input, lower-cased; one line (exit 2) when it is not on the ladder."""
+    sev = str(value).lower()
+    if sev not in RANK:
+        raise BilgeError(f"{where}: unknown severity {value!r} (expected one of {', '.join(SEVERITIES)})")
+    return sev

@@ -248,8 +248,8 @@ def test_dockerfile_helper_stage_name_is_valid(base: Root) -> None:
 
 
 def test_text_library_table_for_many_roots(base: Root) -> None:
-    from bilge.format.deps import render_text
     from bilge.format.common import console
+    from bilge.format.deps import render_text
 
     res = closure(DirView(base.path), paths=["/usr"], strict=True)
     buf = io.StringIO()

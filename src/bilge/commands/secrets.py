@@ -16,6 +16,7 @@ from bilge.commands._common import write_atomic
 from bilge.commands._sourceopts import SOURCE_ARGS, SourceArgs, with_source_options
 from bilge.errors import BilgeError
 from bilge.format.interface import document
+from bilge.severity import SEVERITIES
 
 
 class OutputFormat(StrEnum):
@@ -24,12 +25,7 @@ class OutputFormat(StrEnum):
     sarif = "sarif"
 
 
-class Severity(StrEnum):
-    critical = "critical"
-    high = "high"
-    medium = "medium"
-    low = "low"
-    info = "info"
+Severity = StrEnum("Severity", {s: s for s in SEVERITIES})  # the one ladder, bilge.severity
 
 
 

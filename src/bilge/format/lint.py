@@ -101,7 +101,6 @@ def render_text(out, df, findings, opts, fail_on: str, report=None) -> None:
     from rich.markup import escape
     from rich.text import Text
 
-    from bilge.dockerfile.rules import severity_rank
     from bilge.units import human_bytes
 
     target = df.target(opts.target)

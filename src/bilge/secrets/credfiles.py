@@ -14,10 +14,13 @@ import json
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from bilge.secrets.hit import Hit
 from bilge.secrets.names import value_kind
-from bilge.secrets.rules import NameRules
-from bilge.secrets.textscan import Hit
+
+if TYPE_CHECKING:
+    from bilge.secrets.rules import NameRules
 
 MAX_CREDFILE = 1 << 20  # credential files are small; read at most this much of one
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from bilge.secrets.hit import Hit
 from bilge.secrets.mask import fingerprint, mask
 from bilge.secrets.model import Finding, Location
-from bilge.secrets.textscan import Hit
 
 ROTATE = "Rotate it: anyone who pulled the image has it."
 

@@ -21,10 +21,11 @@ from typing import Any
 
 from bilge.image import Image
 from bilge.secrets.findings import make_finding
+from bilge.secrets.hit import Hit
 from bilge.secrets.model import Finding, Location, ScanStats
 from bilge.secrets.names import is_secret_name, value_kind
 from bilge.secrets.rules import Ruleset
-from bilge.secrets.textscan import NO_NAMES, SHELL, Hit, Scanner, dedupe
+from bilge.secrets.textscan import NO_NAMES, SHELL, Scanner, dedupe
 
 _INSTRUCTIONS = frozenset({
     "ADD", "ARG", "CMD", "COPY", "ENTRYPOINT", "ENV", "EXPOSE", "FROM", "HEALTHCHECK", "LABEL",

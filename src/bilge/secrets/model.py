@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from bilge.secrets.rules import severity_rank
+from bilge.severity import rank as severity_rank
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,11 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
+from typing import TYPE_CHECKING
 
-from bilge.secrets.rules import NameRules
+if TYPE_CHECKING:
+    from bilge.secrets.rules import NameRules
+
 
 _CAMEL = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
 _SPLIT = re.compile(r"[^A-Za-z0-9]+")

@@ -20,21 +20,15 @@ from pathlib import Path
 from typing import Any
 
 from bilge.errors import BilgeError
+from bilge.secrets.credfiles import FILE_RULES
+from bilge.severity import SEVERITIES
+from bilge.severity import check as check_severity
+from bilge.severity import rank as severity_rank
 
-SEVERITIES = ("critical", "high", "medium", "low", "info")
-_RANK = {s: i for i, s in enumerate(reversed(SEVERITIES))}  # info=0 ... critical=4
 VALIDATORS = frozenset({"pem", "jwt", "basic_auth", "placeholder"})
 
 
-def severity_rank(severity: str) -> int:
-    return _RANK.get(severity, 0)
-
-
-def check_severity(value: str, where: str) -> str:
-    sev = str(value).lower()
-    if sev not in _RANK:
-        raise BilgeError(f"{where}: unknown severity {value!r} (expected one of {', '.join(SEVERITIES)})")
-    return sev
+__all__ = ["SEVERITIES", "NameRules", "Rule", "Ruleset", "check_severity", "load_ruleset", "severity_rank"]
 
 
 @dataclass(frozen=True)
@@ -378,8 +372,6 @@ def load_ruleset(config: Mapping[str, Any] | None = None, config_dir: Path | Non
 
     disabled = set(_str_list(config.get("disable"), "[tool.bilge.secrets] disable"))
     name_id = str(names_obj.get("id", "secret-assignment"))
-    from bilge.secrets.credfiles import FILE_RULES  # noqa: PLC0415 - credfiles imports this module
-
     file_ids = {r.id for r in FILE_RULES}
     for rid in disabled:
         if rid not in by_id and rid != name_id and rid not in file_ids:

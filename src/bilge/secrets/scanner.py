@@ -17,8 +17,9 @@ from typing import Any
 
 from bilge.secrets.credfiles import MAX_CREDFILE, parse_credfile, recognise
 from bilge.secrets.findings import make_finding
+from bilge.secrets.hit import Hit
 from bilge.secrets.model import Finding, Location, ScanStats
-from bilge.secrets.textscan import FILE_CODE, FILE_CONFIG, NO_NAMES, Hit, Scanner, classify, dedupe
+from bilge.secrets.textscan import FILE_CODE, FILE_CONFIG, NO_NAMES, Scanner, classify, dedupe
 
 CHUNK = 4 << 20
 HEAD = 64 << 10  # bytes read to tell text from binary

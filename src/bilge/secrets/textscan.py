@@ -17,10 +17,11 @@ import binascii
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 
+from bilge.secrets.hit import Hit
 from bilge.secrets.names import is_secret_name, shannon_entropy, value_kind
 from bilge.secrets.rules import NameRules, Rule, Ruleset
+from bilge.severity import rank as severity_rank
 
 try:  # optional accelerator: one pass for all keywords
     import ahocorasick_rs as _ac  # type: ignore[import-not-found]
@@ -35,21 +36,6 @@ SHELL = "shell"  # a history line, Entrypoint/Cmd: shell assignments, --flag val
 NO_NAMES = "none"  # format rules only
 
 
-@dataclass(frozen=True)
-class Hit:
-    """One match in one text: offsets are into the scanned buffer."""
-
-    rule_id: str
-    title: str
-    severity: str
-    secret: str
-    start: int
-    end: int
-    key: str | None = None
-    reveal: int = 4
-    fix: str = ""
-    note: str = ""
-    named: bool = False  # found by a name rule (less specific than a format rule)
 
 
 class KeywordIndex:
@@ -268,21 +254,20 @@ def _run_rule(rule: Rule, buf: bytes, library: bool, names: NameRules) -> list[H
             if verdict:
                 severity, note = verdict[0] or severity, verdict[1]
         if library and rule.library_severity:
-            if _RANKS[rule.library_severity] < _RANKS[severity]:
+            if severity_rank(rule.library_severity) < severity_rank(severity):
                 severity = rule.library_severity
             note = (note + "; " if note else "") + "in third-party code, most likely a published test fixture"
         out.append(Hit(rule.id, rule.title, severity, secret, s, e, reveal=rule.reveal, fix=rule.fix, note=note))
     return out
 
 
-_RANKS = {"info": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
 
 
 def dedupe(hits: list[Hit]) -> list[Hit]:
     """Overlapping hits are one secret: keep the format rule over the name rule, then severity."""
     if len(hits) < 2:
         return hits
-    ordered = sorted(hits, key=lambda h: (h.named, -_RANKS.get(h.severity, 0), h.start))
+    ordered = sorted(hits, key=lambda h: (h.named, -severity_rank(h.severity), h.start))
     kept: list[Hit] = []
     for h in ordered:
         if any(h.start < k.end and k.start < h.end for k in kept):

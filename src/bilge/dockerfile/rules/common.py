@@ -186,7 +186,6 @@ _TOOLCHAIN_DEPS = re.compile(r"^(binutils|libbinutils|libctf|libgprofng|git-man|
 
 
 def whole_layer(f, an, image, m: Measure, layer, line_of_layer, report, show) -> Finding:
-    from bilge.dockerfile.rules import toolchain_packages
 
     if f.details.get("base"):
         b = sum(m.layer_bytes(i) for i in range(report.base_layers))
