@@ -17,9 +17,9 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from bilge.fs import FsFinding, MergedFS, Version, ancestors
+from bilge.history import instruction
 from bilge.image import Image
 from bilge.redact import redact
-from bilge.secrets.imagecfg import parse_created_by
 
 
 @dataclass(frozen=True)
@@ -118,20 +118,6 @@ class Analysis:
     notes: tuple[str, ...] = field(default=())
 
 
-def instruction(created_by: str) -> tuple[str, str]:
-    """(keyword, readable text) of a history ``created_by``, for legacy and BuildKit histories.
-
-    The parsing is `bilge secrets`' (build-arg prefixes, shells, ``#(nop)``, ``# buildkit``); the
-    build args themselves are left out of the readable text.
-    """
-    if not created_by.strip():
-        return "", ""
-    parsed = parse_created_by(created_by)
-    body = created_by[parsed.body_start:].rstrip()
-    if parsed.buildkit and body.endswith("# buildkit"):
-        body = body[: -len("# buildkit")].rstrip()
-    keyword = "" if parsed.instruction == "NOP" else parsed.instruction
-    return keyword, f"{keyword} {body}".strip() if keyword else body
 
 
 def _fix(how: str, writer_kw: str, hider_text: str, writer_is_base: bool, same_size: bool,

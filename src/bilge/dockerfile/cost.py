@@ -19,7 +19,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 import bilge.dockerfile.needed as needed
-from bilge.analyze import instruction as history_instruction
 from bilge.deps import DepsResult, ElfCollector, ImageView
 from bilge.dockerfile.needed import CopyNeed
 from bilge.dockerfile.parse import Instruction
@@ -27,6 +26,7 @@ from bilge.dockerfile.rules import MEASURES, cache_not_cleaned, cleanup_later_la
 from bilge.dockerfile.rules.base import Analysis, Finding, finding, measured
 from bilge.dockerfile.runmodel import strip_glob_tail, under
 from bilge.fs import MergedFS
+from bilge.history import instruction as history_instruction
 from bilge.image import Image
 from bilge.severity import rank as severity_rank
 from bilge.units import human_bytes

@@ -7,7 +7,8 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
-from bilge.analyze import Analysis, instruction
+from bilge.analyze import Analysis
+from bilge.history import instruction
 from bilge.units import human_bytes
 
 SCHEMA = "bilge.analyze/1"
