@@ -114,10 +114,6 @@ def incompatibility(a: ElfInfo, b: ElfInfo) -> str:
     return "ARM float ABI differs"
 
 
-def is_elf_magic(head: bytes) -> bool:
-    return head[:4] == ELF_MAGIC
-
-
 def read_elf_bytes(data: bytes) -> ElfInfo | None:
     return read_elf(io.BytesIO(data))
 

@@ -9,10 +9,6 @@ class BilgeError(Exception):
     exit_code = 2
 
 
-class ReferenceError_(BilgeError):
-    """A reference that cannot be parsed or does not name an image."""
-
-
 class NotAnImageError(BilgeError):
     """The input exists but is not a container image."""
 

@@ -103,9 +103,6 @@ class PathClasses:
     def is_config(self, path: str) -> bool:
         return self.config is not None and self.config.search(path) is not None
 
-    def is_code(self, path: str) -> bool:
-        return self.code is not None and self.code.search(path) is not None
-
     def is_excluded(self, path: str) -> bool:
         return self.exclude is not None and self.exclude.search(path) is not None
 

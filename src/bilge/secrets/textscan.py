@@ -395,7 +395,3 @@ def classify(head: bytes) -> str:
     if b"\x00" in head[:8192]:
         return "binary"
     return "text"
-
-
-def line_of(buf: bytes, offset: int) -> int:
-    return buf.count(b"\n", 0, offset) + 1

@@ -160,10 +160,6 @@ class WriteResult:
     def layer_bytes(self) -> int:
         return sum(layer.size for layer in self.layers)
 
-    @property
-    def new_layer_bytes(self) -> int:
-        return sum(layer.size for layer in self.layers if not layer.copied)
-
 
 def canonical_json(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")

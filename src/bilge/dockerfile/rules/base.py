@@ -95,9 +95,6 @@ class Analysis:
             out += [i for i in st.instructions if not i.onbuild]
         return out
 
-    def stage_of(self, ins: Instruction) -> Stage:
-        return self.df.stages[ins.stage]
-
     def role(self, stage: Stage) -> str:
         """How the stage relates to the shipped image, for messages."""
         if stage.index == self.target.index:
