@@ -13,12 +13,12 @@ import hashlib
 import io
 import posixpath
 import queue
-import tarfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, BinaryIO
 
+from bilge.compression import sniff
 from bilge.errors import DigestMismatchError, ImageFormatError, UnsupportedMediaTypeError
 from bilge.image import Layer
 from bilge.rawio import RawReader, WindowReader
@@ -324,26 +324,6 @@ class Entry:
         return posixpath.dirname(self.path)
 
 
-def _sniff(head: bytes) -> str:
-    if head[:2] == b"\x1f\x8b":
-        return "gzip"
-    if head[:4] == b"\x28\xb5\x2f\xfd":
-        return "zstd"
-    if head[:3] == b"BZh":
-        return "bzip2"
-    if head[:6] == b"\xfd7zXZ\x00":
-        return "xz"
-    if len(head) >= 262 and head[257:262] == b"ustar":
-        return "tar"
-    if not head.strip(b"\x00"):
-        return "tar"  # an empty tar: only zero blocks (or a zero-length blob)
-    if len(head) >= 512:
-        try:
-            tarfile.TarInfo.frombuf(head[:512], "utf-8", "surrogateescape")
-            return "tar"  # a pre-POSIX (v7) tar header
-        except tarfile.HeaderError:
-            pass
-    return "unknown"
 
 
 class _Peek(RawReader):
@@ -381,7 +361,7 @@ def iter_layer(src: ImageSource, layer: Layer, *, verify: bool | None = None,
     raw = src.open_layer_blob(layer)
     try:
         head = raw.read(512)
-        kind = _sniff(head)
+        kind = sniff(head)
         stats.compression = kind
         if kind in ("bzip2", "xz", "unknown"):
             raise UnsupportedMediaTypeError(

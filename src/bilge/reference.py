@@ -18,6 +18,7 @@ import tarfile
 from dataclasses import dataclass
 
 from bilge.errors import BilgeError, NotAnImageError
+from bilge.tarstream import norm_member
 
 TRANSPORTS = ("docker-archive", "oci-archive", "oci", "docker", "docker-daemon")
 
@@ -215,13 +216,13 @@ def sniff(path: str) -> str:
     if head[:2] == b"\x1f\x8b":
         try:
             with gzip.open(path, "rb") as gz, tarfile.open(fileobj=gz, mode="r|") as tf:
-                names = {_norm_member(m.name) for m in tf}
+                names = {norm_member(m.name) for m in tf}
         except (OSError, EOFError, tarfile.TarError) as exc:
             raise NotAnImageError(f"{path}: gzip file that is not a readable image archive ({exc})") from None
     else:
         try:
             with tarfile.open(path, mode="r:") as tf:
-                names = {_norm_member(n) for n in tf.getnames()}
+                names = {norm_member(n) for n in tf.getnames()}
         except tarfile.TarError:
             raise NotAnImageError(f"{path}: not a tar archive, OCI layout or docker save file") from None
     if "manifest.json" in names:
@@ -233,8 +234,3 @@ def sniff(path: str) -> str:
     raise NotAnImageError(f"{path}: tar archive without manifest.json or index.json — not an image "
                           "(a root filesystem tar? import it with `docker import` first)")
 
-
-def _norm_member(name: str) -> str:
-    while name.startswith("./"):
-        name = name[2:]
-    return name.strip("/")

@@ -12,6 +12,7 @@ archives) is reported as an error rather than guessed at.
 from __future__ import annotations
 
 import math
+import posixpath
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -214,3 +215,13 @@ class BodyStream:
         data = self._fh.read(n)
         self._done += len(data)
         return data
+
+
+def norm_member(name: str) -> str:
+    """The one tar member-name normaliser of archives: ``./a//b/`` -> ``a/b``, root-relative ('' for the root).
+
+    (Layer entries go through :func:`bilge.layers.normalize`, which also reports escapes and absolute names.)"""
+    while name.startswith("./"):
+        name = name[2:]
+    name = posixpath.normpath("/" + name).lstrip("/")
+    return "" if name == "." else name

@@ -33,6 +33,7 @@ from typing import Any, BinaryIO
 
 import zstandard
 
+from bilge.compression import sniff
 from bilge.errors import BilgeError
 from bilge.image import OCI_LAYER, OCI_LAYER_GZIP, OCI_LAYER_ZSTD
 
@@ -460,10 +461,11 @@ def open_decompressed(raw: Any) -> DecodedStream:
     """Sniff gzip / zstd / plain tar from magic bytes and return a reader of the tar bytes."""
     head = raw.read(4)
     src = _Prefixed(head, raw)
-    if head[:2] == b"\x1f\x8b":
+    kind = sniff(head)
+    if kind == "gzip":
         from isal import igzip
 
         return DecodedStream("gzip", igzip.IGzipFile(fileobj=src, mode="rb"))  # type: ignore[arg-type]
-    if head[:4] == b"\x28\xb5\x2f\xfd":
+    if kind == "zstd":
         return DecodedStream("zstd", zstandard.ZstdDecompressor().stream_reader(src, read_across_frames=True))
     return DecodedStream("none", src)

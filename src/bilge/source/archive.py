@@ -8,6 +8,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from bilge.compression import sniff
 from bilge.errors import AmbiguousImageError, BilgeError, ImageFormatError, NotAnImageError
 from bilge.image import (
     DOCKER_LAYER,
@@ -55,11 +56,7 @@ def _lower_keys(obj: Mapping[str, Any]) -> dict[str, Any]:
 def _sniff(store: Store, name: str) -> str:
     with store.open(name) as fh:
         head = fh.read(4)
-    if head[:2] == b"\x1f\x8b":
-        return DOCKER_LAYER_GZIP
-    if head == b"\x28\xb5\x2f\xfd":
-        return OCI_LAYER_ZSTD
-    return DOCKER_LAYER
+    return {"gzip": DOCKER_LAYER_GZIP, "zstd": OCI_LAYER_ZSTD}.get(sniff(head), DOCKER_LAYER)
 
 
 def open_source(ref: Reference, want: Platform | None, verify: bool, options: SourceOptions | None = None) -> StoreSource:

@@ -11,6 +11,7 @@ from typing import BinaryIO
 
 from bilge.errors import ImageFormatError, NotAnImageError
 from bilge.rawio import WindowReader
+from bilge.tarstream import norm_member
 
 
 class SubFile(WindowReader):
@@ -63,13 +64,6 @@ class Store:
 
     def close(self) -> None:
         pass
-
-
-def norm_member(name: str) -> str:
-    while name.startswith("./"):
-        name = name[2:]
-    name = posixpath.normpath("/" + name).lstrip("/")
-    return "" if name == "." else name
 
 
 class DirStore(Store):
