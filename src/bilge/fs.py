@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING
 
 from bilge.image import Layer
 from bilge.layers import Entry, LayerStats, iter_layer
+from bilge.symlinks import MAX_SYMLINKS, walk
 
 if TYPE_CHECKING:
     from bilge.source.base import ImageSource
 
-MAX_SYMLINKS = 40  # Linux's MAXSYMLINKS
 
 
 class Version:
@@ -163,32 +163,8 @@ class MergedFS:
         exist), ``notdir`` (a component is not a directory), ``escape`` (``..`` above the root) or ``cycle``
         (more than MAX_SYMLINKS links).
         """
-        parts = [p for p in path.strip("/").split("/") if p and p != "."]
-        cur: list[str] = []
-        hops = 0
-        while parts:
-            comp = parts.pop(0)
-            if comp == "..":
-                if not cur:
-                    return None, "escape"
-                cur.pop()
-                continue
-            candidate = "/".join(cur + [comp])
-            v = self.lookup(candidate)
-            if v is None:
-                return None, "missing"
-            if v.kind == "symlink" and (parts or follow_last):
-                hops += 1
-                if hops > MAX_SYMLINKS:
-                    return None, "cycle"
-                if v.linkname.startswith("/"):
-                    cur = []
-                parts = [p for p in v.linkname.split("/") if p and p != "."] + parts
-                continue
-            if parts and v.kind != "dir":
-                return None, "notdir"
-            cur.append(comp)
-        return "/".join(cur), None
+        w = walk(path, self.lookup, follow_last=follow_last)
+        return (w.path, None) if w.problem is None else (None, w.problem)
 
     def resolve(self, path: str, *, follow_last: bool = True) -> str | None:
         """Follow symlinks inside the root; None when missing, cyclic, or leaving the root."""

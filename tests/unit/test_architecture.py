@@ -22,6 +22,7 @@ KNOWN_CIRCLES = [frozenset({"bilge.source.stored", "bilge.source.archive", "bilg
 
 LEAVES = {  # vocabulary modules: nothing of bilge but errors
     "bilge.severity", "bilge.units", "bilge.history", "bilge.compression", "bilge.secrets.hit", "bilge.errors",
+    "bilge.symlinks",
 }
 ANALYSES = ("bilge.analyze", "bilge.deps", "bilge.dockerfile", "bilge.secrets", "bilge.rewrite", "bilge.fs",
             "bilge.layers", "bilge.history", "bilge.units", "bilge.severity")

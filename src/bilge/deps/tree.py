@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import fnmatch
-import posixpath
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from bilge.deps.view import MAX_SYMLINKS, Stat, View
+from bilge.deps.view import Stat, View
+from bilge.symlinks import walk
 
 
 @dataclass(frozen=True)
@@ -37,43 +37,24 @@ class Tree:
             return st
 
     def resolve(self, path: str, cwd: str = "/") -> Resolved:
-        """Follow ``path`` like the kernel (``..`` after a symlink is taken from its target)."""
+        """Follow ``path`` like the kernel (``..`` after a symlink is taken from its target; ``..`` at the
+        root stays there), with the one walker of :mod:`bilge.symlinks`."""
         if not path.startswith("/"):
             path = _join(cwd if cwd.startswith("/") else "/" + cwd, path)
-        return self._resolve(path, 0)
-
-    def _resolve(self, path: str, depth: int) -> Resolved:
         hit = self._memo.get(path)
         if hit is not None:
             return hit
-        if depth > MAX_SYMLINKS:
-            return Resolved(path, "loop")
-        stripped = path.rstrip("/")
-        if not stripped:
-            return Resolved("/", "dir")
-        head, _, name = stripped.rpartition("/")
-        parent = self._resolve(head or "/", depth)
-        if parent.kind != "dir":
-            result = Resolved(_join(parent.path, name), "missing" if parent.kind != "loop" else "loop", parent.links)
-        elif name in ("", "."):
-            result = parent
-        elif name == "..":
-            result = Resolved(posixpath.dirname(parent.path) or "/", "dir", parent.links)
-        else:
-            p = _join(parent.path, name)
-            st = self.lstat(p)
-            if st is None:
-                result = Resolved(p, "missing", parent.links)
-            elif st.kind == "symlink":
-                target = st.linkname or ""
-                nxt = target if target.startswith("/") else _join(parent.path, target)
-                sub = self._resolve(nxt, depth + 1) if target else Resolved(p, "missing")
-                result = Resolved(sub.path, sub.kind, parent.links + (p,) + sub.links)
-            else:
-                result = Resolved(p, st.kind, parent.links)
-        if result.kind != "loop":
-            self._memo[path] = result
+        w = walk(path, self._lookup, clamp=True)
+        links = tuple("/" + p for p in w.links)
+        if w.problem == "cycle":
+            return Resolved(path, "loop", links)
+        assert w.path is not None
+        result = Resolved("/" + w.path, w.kind if w.problem is None else "missing", links)  # type: ignore[arg-type]
+        self._memo[path] = result
         return result
+
+    def _lookup(self, rel: str) -> Stat | None:
+        return self.lstat("/" + rel)
 
     def walk_files(self, top: str) -> Iterator[str]:
         """Every regular file under the canonical directory ``top`` (symlinks not followed), sorted."""

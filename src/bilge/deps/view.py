@@ -19,7 +19,6 @@ if TYPE_CHECKING:
 
 SMALL_LIMIT = 1 << 20  # read_small() default: config files, script heads
 LOADER_LIMIT = 8 << 20  # the dynamic loader is read whole to find its compiled-in search path
-MAX_SYMLINKS = 40  # Linux' limit per path lookup
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 SHELLS = frozenset({"sh", "bash", "dash", "ash", "zsh", "ksh", "busybox"})
 

@@ -15,6 +15,7 @@ from bilge.image import Image, Layer
 from bilge.rewrite.config import rewrite_config
 from bilge.rewrite.squash import ReadFS, SquashCounts, plan_squash, read_fs, squash_members
 from bilge.sink import Compression, NewLayer, OutputSpec, WriteResult, write_image
+from bilge.symlinks import walk
 
 if TYPE_CHECKING:
     from bilge.source.base import ImageSource
@@ -66,31 +67,12 @@ class KeepSet:
 def keep_chain(fs: MergedFS, keep: KeepSet, path: str, reason: str, *, tree: bool = False) -> str | None:
     """Keep ``path`` and every symlink met on the way to it (component by component, like the
     kernel); return the real path, or None when it does not exist in the image."""
-    parts = [p for p in path.strip("/").split("/") if p and p != "."]
-    cur: list[str] = []
-    hops = 0
-    while parts:
-        comp = parts.pop(0)
-        if comp == "..":
-            if cur:
-                cur.pop()
-            continue
-        candidate = "/".join(cur + [comp])
-        v = fs.lookup(candidate)
-        if v is None:
-            return None
-        if v.kind == "symlink":
-            hops += 1
-            if hops > 40:
-                return None
-            keep.add(candidate, reason)
-            target = v.linkname
-            if target.startswith("/"):
-                cur = []
-            parts = [p for p in target.split("/") if p and p != "."] + parts
-            continue
-        cur.append(comp)
-    real = "/".join(cur)
+    w = walk(path, fs.lookup, clamp=True)
+    for link in w.links:
+        keep.add(link, reason)
+    if w.problem is not None:
+        return None
+    real = w.path
     if real:
         keep.add(real, reason, tree=tree and (fs.lookup(real) is not None and fs.lookup(real).kind == "dir"))
     return real
