@@ -58,15 +58,6 @@ def _check_severity(value: str, where: str, allow_never: bool = False) -> str:
     return v
 
 
-
-
-
-
-
-
-
-
-
 def register(app: typer.Typer) -> None:
     @app.command("lint")
     @with_source_options

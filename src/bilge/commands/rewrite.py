@@ -119,7 +119,6 @@ def _register_squash(app: typer.Typer) -> None:
             _warn(line)
 
 
-
 def _register_scrub(app: typer.Typer) -> None:
     @app.command("scrub")
     @with_source_options

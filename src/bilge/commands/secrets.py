@@ -28,7 +28,6 @@ class OutputFormat(StrEnum):
 Severity = StrEnum("Severity", {s: s for s in SEVERITIES})  # the one ladder, bilge.severity
 
 
-
 def _secrets_config(config_path: str | None) -> tuple[dict[str, Any], Path | None, str]:
     from bilge.config import find_config, load_config
 

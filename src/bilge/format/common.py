@@ -12,7 +12,6 @@ from bilge.units import human_bytes
 __all__ = ["console", "human_bytes", "use_color"]
 
 
-
 def use_color(stream=None) -> bool:
     stream = stream or sys.stdout
     if os.environ.get("NO_COLOR"):

@@ -16,7 +16,7 @@ from rich.text import Text
 
 from bilge.format.sarif import SarifResult, SarifRule, sarif_log
 from bilge.secrets.mask import redact
-from bilge.secrets.model import Finding, Report
+from bilge.secrets.model import Finding, Report, ScanStats, Tally
 from bilge.secrets.rules import SEVERITIES, Ruleset, severity_rank
 from bilge.units import human_bytes
 
@@ -56,6 +56,22 @@ def where_text(f: Finding) -> str:
     if loc.kind == "config":
         return f"config {loc.key}"
     return f"{loc.kind} {loc.key}"
+
+
+def stats_json(stats: ScanStats) -> dict[str, object]:
+    """What the scan read (:class:`bilge.secrets.model.ScanStats`)."""
+    def c(x: Tally) -> dict[str, int]:
+        return {"files": x.files, "bytes": x.bytes}
+
+    return {
+        "layers": stats.layers,
+        "entries": stats.entries,
+        "scanned": c(stats.scanned),
+        "skipped": {"binary": c(stats.binary), "archives": c(stats.archives), "excluded": c(stats.excluded)},
+        "credential_files": stats.credential_files,
+        "history_entries": stats.history_entries,
+        "config_values": stats.config_values,
+    }
 
 
 def to_json(report: Report, *, show_secrets: bool = False) -> dict[str, Any]:
@@ -103,7 +119,7 @@ def to_json(report: Report, *, show_secrets: bool = False) -> dict[str, Any]:
             "by_severity": {s: by_sev.get(s, 0) for s in SEVERITIES},
             "silenced": len(report.silenced),
         },
-        "stats": report.stats.to_json(),
+        "stats": stats_json(report.stats),
     }
 
 

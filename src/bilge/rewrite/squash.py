@@ -274,7 +274,6 @@ class SquashResult:
     findings: tuple[str, ...]
 
 
-
 def resolve_start(image: Image, from_layer: int | None, base: Image | None) -> int:
     n = len(image.layers)
     if n == 0:

@@ -79,19 +79,6 @@ class ScanStats:
     history_entries: int = 0
     config_values: int = 0  # env, labels, annotations, entrypoint/cmd items looked at
 
-    def to_json(self) -> dict[str, object]:
-        def c(x: Tally) -> dict[str, int]:
-            return {"files": x.files, "bytes": x.bytes}
-
-        return {
-            "layers": self.layers,
-            "entries": self.entries,
-            "scanned": c(self.scanned),
-            "skipped": {"binary": c(self.binary), "archives": c(self.archives), "excluded": c(self.excluded)},
-            "credential_files": self.credential_files,
-            "history_entries": self.history_entries,
-            "config_values": self.config_values,
-        }
 
 
 @dataclass(frozen=True)
