@@ -30,7 +30,8 @@ class Walk:
 
 
 def _parts(text: str) -> list[str]:
-    return [p for p in text.split("/") if p and p != "."]
+    """The components of ``text``, last first (a stack: the next component is popped from the end)."""
+    return [p for p in reversed(text.split("/")) if p and p != "."]
 
 
 def walk(path: str, lookup: Callable[[str], Any], *, follow_last: bool = True, clamp: bool = False) -> Walk:
@@ -41,7 +42,7 @@ def walk(path: str, lookup: Callable[[str], Any], *, follow_last: bool = True, c
     links: list[str] = []
     kind = "dir"
     while parts:
-        comp = parts.pop(0)
+        comp = parts.pop()
         if comp == "..":
             if not cur:
                 if clamp:
@@ -53,21 +54,21 @@ def walk(path: str, lookup: Callable[[str], Any], *, follow_last: bool = True, c
         candidate = "/".join(cur + [comp])
         node = lookup(candidate)
         if node is None:
-            return Walk("/".join([candidate, *parts]), "missing", None, tuple(links))
+            return Walk("/".join([candidate, *reversed(parts)]), "missing", None, tuple(links))
         if node.kind == "symlink" and (parts or follow_last):
             if len(links) >= MAX_SYMLINKS:
                 return Walk(None, "cycle", None, tuple(links))
             links.append(candidate)
             target = node.linkname or ""
             if not target:  # an empty link names nothing (ENOENT)
-                return Walk("/".join([candidate, *parts]), "missing", None, tuple(links))
+                return Walk("/".join([candidate, *reversed(parts)]), "missing", None, tuple(links))
             if target.startswith("/"):
                 cur = []
-            parts = _parts(target) + parts
+            parts += _parts(target)
             kind = "dir"
             continue
         if parts and node.kind != "dir":
-            return Walk("/".join([candidate, *parts]), "notdir", None, tuple(links))
+            return Walk("/".join([candidate, *reversed(parts)]), "notdir", None, tuple(links))
         cur.append(comp)
         kind = node.kind
     return Walk("/".join(cur), None, kind, tuple(links))
