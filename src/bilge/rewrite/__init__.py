@@ -11,9 +11,9 @@ The functions share their modules' names; this package's attributes are the func
 
 from __future__ import annotations
 
-from bilge.rewrite.config import rewrite_config
-from bilge.rewrite.scrub import REDACTED, scrub, scrub_config
-from bilge.rewrite.slim import KeepSet, RewriteResult, SlimPlan, keep_chain, plan_slim, slim
+from bilge.rewrite.config import REDACTED, RewriteResult, rewrite_config, scrub_config
+from bilge.rewrite.scrub import scrub
+from bilge.rewrite.slim import KeepSet, SlimPlan, keep_chain, plan_slim, slim
 from bilge.rewrite.squash import (
     ReadFS,
     SquashCounts,

@@ -2,110 +2,18 @@
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from bilge import __version__
 from bilge.fs import MergedFS
 from bilge.image import Image, Layer
-from bilge.rewrite.config import _created, rewrite_config
-from bilge.rewrite.slim import RewriteResult
+from bilge.rewrite.config import RewriteResult, _created, rewrite_config, scrub_config
 from bilge.rewrite.squash import SquashCounts, _existing, _path_key, plan_squash, read_fs, squash_members
 from bilge.sink import Compression, ExistingLayer, NewLayer, OutputSpec, write_image
 
 if TYPE_CHECKING:
     from bilge.source.base import ImageSource
-
-
-REDACTED = "[redacted-by-bilge]"
-MIN_GLOBAL = 6  # shorter secret values are replaced only where they were found, never everywhere
-
-
-def _replace_strings(obj: Any, values: Sequence[str]) -> tuple[Any, int]:
-    """``obj`` (JSON data) with every occurrence of each value replaced; and how many were."""
-    if isinstance(obj, str):
-        n = 0
-        for value in values:
-            if value in obj:
-                n += obj.count(value)
-                obj = obj.replace(value, REDACTED)
-        return obj, n
-    if isinstance(obj, list):
-        total = 0
-        out = []
-        for item in obj:
-            new, k = _replace_strings(item, values)
-            out.append(new)
-            total += k
-        return out, total
-    if isinstance(obj, dict):
-        total = 0
-        res = {}
-        for key, item in obj.items():
-            new, k = _replace_strings(item, values)
-            res[key] = new
-            total += k
-        return res, total
-    return obj, 0
-
-
-def scrub_config(config: Mapping[str, Any], findings: Sequence[Any], *, env_mode: str = "remove",
-                 label_mode: str = "remove") -> tuple[dict[str, Any], list[str]]:
-    """The config without the secrets ``findings`` (from :mod:`bilge.secrets`) located in it.
-
-    History lines keep their instruction with the value replaced by ``[redacted-by-bilge]``; Env
-    variables and Labels holding a secret are removed (``remove``) or keep their name with the value
-    redacted (``redact``). Every other occurrence of a found value anywhere in the config (the legacy
-    ``container_config``, Cmd, Healthcheck ...) is redacted too. Returns (config, what was done).
-    """
-    cfg: dict[str, Any] = copy.deepcopy(dict(config))
-    actions: list[str] = []
-    env_keys = {f.location.key for f in findings if f.location.kind == "env" and f.location.key}
-    label_keys = {f.location.key for f in findings if f.location.kind == "label" and f.location.key}
-    for section in ("config", "container_config"):
-        sub = cfg.get(section)
-        if not isinstance(sub, dict):
-            continue
-        env = sub.get("Env")
-        if isinstance(env, list) and env_keys:
-            new_env = []
-            for item in env:
-                name, _, _value = str(item).partition("=")
-                if name in env_keys:
-                    if env_mode == "redact":
-                        new_env.append(f"{name}={REDACTED}")
-                    if section == "config":
-                        actions.append(f"ENV {name}: {'redacted' if env_mode == 'redact' else 'removed'}")
-                    continue
-                new_env.append(item)
-            sub["Env"] = new_env
-        labels = sub.get("Labels")
-        if isinstance(labels, dict) and label_keys:
-            for name in sorted(label_keys & set(labels)):
-                if label_mode == "redact":
-                    labels[name] = REDACTED
-                else:
-                    del labels[name]
-                if section == "config":
-                    actions.append(f"LABEL {name}: {'redacted' if label_mode == 'redact' else 'removed'}")
-    # history: each entry where something was found, then every long value everywhere
-    history = cfg.get("history")
-    if isinstance(history, list):
-        for f in findings:
-            idx = f.location.history_index
-            if f.location.kind == "history" and idx is not None and 0 <= idx < len(history) and f.secret:
-                entry = history[idx] or {}
-                new, n = _replace_strings(entry, [f.secret])
-                if n:
-                    history[idx] = new
-                    actions.append(f"history[{idx}] ({f.location.key or f.rule}): value redacted")
-    long_values = sorted({f.secret for f in findings if f.secret and len(f.secret) >= MIN_GLOBAL},
-                         key=len, reverse=True)
-    cfg, n = _replace_strings(cfg, long_values)
-    if n:
-        actions.append(f"{n} further occurrence(s) in the config redacted")
-    return cfg, actions
 
 
 def scrub(src: ImageSource, output: str | OutputSpec, *, env_mode: str = "remove", label_mode: str = "remove",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import posixpath
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -12,9 +12,9 @@ from bilge import __version__
 from bilge.errors import BilgeError
 from bilge.fs import MergedFS, Version
 from bilge.image import Image, Layer
-from bilge.rewrite.config import rewrite_config
+from bilge.rewrite.config import RewriteResult, rewrite_config
 from bilge.rewrite.squash import ReadFS, SquashCounts, plan_squash, read_fs, squash_members
-from bilge.sink import Compression, NewLayer, OutputSpec, WriteResult, write_image
+from bilge.sink import Compression, NewLayer, OutputSpec, write_image
 from bilge.symlinks import walk
 
 if TYPE_CHECKING:
@@ -156,20 +156,6 @@ def plan_slim(read: ReadFS, image: Image, keep_paths: Sequence[str], *, entrypoi
     top = tuple(sorted(((d, n, b) for d, (n, b) in by_dir.items()), key=lambda t: (-t[2], t[0]))[:15])
     return SlimPlan(keep, kept_files, sum(kept_bodies.values()), visible_files, sum(all_bodies.values()),
                     tuple(missing), tuple(notes), top)
-
-
-@dataclass(frozen=True)
-class RewriteResult:
-    """What scrub and slim did (squash has its own, richer :class:`SquashResult`)."""
-
-    command: str
-    reference: str
-    output: WriteResult | None
-    layers_in: int
-    input_bytes: int
-    output_bytes: int
-    counts: SquashCounts
-    details: Mapping[str, Any]
 
 
 def slim(src: ImageSource, output: str | OutputSpec | None, keep_paths: Sequence[str], *, entrypoint: bool = False,
