@@ -6,7 +6,9 @@ tests/integration/test_registry.py."""
 from __future__ import annotations
 
 import base64
+import io
 import json
+import os
 
 import httpx
 import pytest
@@ -14,7 +16,7 @@ import pytest
 from bilge.errors import BilgeError
 from bilge.reference import parse, parse_docker_name
 from bilge.remote.auth import parse_challenges
-from bilge.remote.blobs import BlobStream
+from bilge.remote.blobs import BlobStream, ReadAhead
 from bilge.remote.client import AuthError, RegistryClient, RegistryError
 from bilge.remote.credentials import RegistryAuth, find_auth
 
@@ -215,3 +217,57 @@ def test_credential_helper(tmp_path, monkeypatch):
     env = {"HOME": str(tmp_path), "PATH": f"{bindir}:/usr/bin:/bin", "XDG_CONFIG_HOME": str(tmp_path / "c")}
     assert find_auth("reg.example", "a", env).username == "helper-reg.example"
     assert find_auth("docker.io", "library/a", env).username == "helper-https://index.docker.io/v1/"
+
+
+# -- ReadAhead: the helper thread that overlaps network reads with decompression ----------------
+
+
+class _Source(io.RawIOBase):
+    """Hands out ``data`` in uneven pieces, then raises ``fail`` (if any) instead of the end."""
+
+    def __init__(self, data: bytes, fail: BaseException | None = None) -> None:
+        self.data, self.pos, self.fail, self.closed_by = data, 0, fail, None
+
+    def read(self, n: int = -1) -> bytes:
+        if self.pos >= len(self.data):
+            if self.fail is not None:
+                raise self.fail
+            return b""
+        piece = self.data[self.pos:self.pos + min(n, 7777)]
+        self.pos += len(piece)
+        return piece
+
+
+def test_read_ahead_returns_the_stream_unchanged_whatever_the_read_sizes() -> None:
+
+    data = os.urandom(300_000)
+    r = ReadAhead(_Source(data), chunk=4096, depth=2)
+    out, sizes = [], [1, 10, 5000, 100_000, 3, 4096]
+    i = 0
+    while piece := r.read(sizes[i % len(sizes)]):
+        assert len(piece) <= sizes[i % len(sizes)]
+        out.append(piece)
+        i += 1
+    assert b"".join(out) == data and r.read(10) == b""
+    r.close()
+
+
+def test_read_ahead_raises_the_producers_error_after_the_good_bytes() -> None:
+
+    data = os.urandom(50_000)
+    r = ReadAhead(_Source(data, RegistryError("registry: blob: connection reset at byte 50000")), chunk=1000)
+    got = b""
+    with pytest.raises(RegistryError, match="connection reset"):
+        while True:
+            got += r.read(999)
+    assert got == data
+    r.close()
+
+
+def test_read_ahead_close_stops_a_producer_that_is_ahead() -> None:
+
+    src = _Source(os.urandom(10_000_000))
+    r = ReadAhead(src, chunk=1000, depth=2)
+    assert len(r.read(10)) == 10
+    r.close()
+    assert not r._thread.is_alive() and src.pos < 10_000_000  # stopped, bounded read-ahead

@@ -24,7 +24,7 @@ from bilge.image import (
     align_history,
 )
 from bilge.reference import DockerName, Reference
-from bilge.remote.blobs import BlobCache, BlobStream
+from bilge.remote.blobs import BlobCache, BlobStream, ReadAhead
 from bilge.remote.client import DOCKER_V1, DOCKER_V1_SIGNED, RegistryClient
 from bilge.remote.credentials import RegistryAuth
 from bilge.source import platforms
@@ -68,8 +68,9 @@ class RegistrySource(ImageSource):
             cached = self._cache.open(digest, size)
             if cached is not None:
                 return cached
-        return BlobStream(self.client, digest, size, label=label, cache=self._cache,  # type: ignore[return-value]
-                          progress=self._options.progress)
+        stream = BlobStream(self.client, digest, size, label=label, cache=self._cache,
+                            progress=self._options.progress)
+        return ReadAhead(stream)  # type: ignore[return-value]
 
     def close(self) -> None:
         self.client.close()
