@@ -6,7 +6,7 @@ usage: python3 benchmarks/report_bench.py IMAGE [--dockerfile PATH] [--entrypoin
 Runs, alternately, ``bilge secrets IMAGE --format json`` and ``bilge report IMAGE -o FILE`` (with
 ``--dockerfile`` and ``--entrypoint`` when given: the lint and deps sections), each as its own
 process (``python -m bilge`` with ``PYTHONPATH=src``, wall-clock time including start-up), and
-prints the median of each, their ratio (the issue asks for at most 1.1: one read of the image serves
+prints the median wall-clock and CPU time (user + system, all threads) of each, their ratios (the issue asks for at most 1.1: one read of the image serves
 every section), the size of the HTML file and the number of treemap nodes in it.
 """
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -25,15 +26,18 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run(argv: list[str]) -> float:
+def run(argv: list[str]) -> tuple[float, float]:
+    """(wall-clock seconds, CPU seconds: user + system of the child and all its threads)."""
     env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "bilge", *argv], env=env, stdout=subprocess.DEVNULL,
                           stderr=subprocess.PIPE, text=True)
     elapsed = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode not in (0, 1):
         raise SystemExit(f"{' '.join(argv)}: exit {proc.returncode}: {proc.stderr.strip()}")
-    return elapsed
+    return elapsed, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def count_nodes(node: dict) -> int:
@@ -56,21 +60,27 @@ def main() -> None:
             report += ["--entrypoint"]
         secrets = ["secrets", args.image, "--format", "json"]
         times: dict[str, list[float]] = {"secrets": [], "report": []}
+        cpu: dict[str, list[float]] = {"secrets": [], "report": []}
         for _ in range(args.repeat):
-            times["secrets"].append(run(secrets))
-            times["report"].append(run(report))
+            for name, cmd in (("secrets", secrets), ("report", report)):
+                wall, used = run(cmd)
+                times[name].append(wall)
+                cpu[name].append(used)
         size = out.stat().st_size
         html = out.read_text(encoding="utf-8")
         start = html.index('<script type="application/json" id="bilge-data">') + len(
             '<script type="application/json" id="bilge-data">')
         data = json.loads(html[start:html.index("</script>", start)])
         med = {k: statistics.median(v) for k, v in times.items()}
+        mcpu = {k: statistics.median(v) for k, v in cpu.items()}
         print(json.dumps({
             "image": args.image, "repeat": args.repeat, "secrets_s": round(med["secrets"], 2),
             "report_s": round(med["report"], 2), "ratio": round(med["report"] / med["secrets"], 3),
+            "secrets_cpu_s": round(mcpu["secrets"], 2), "report_cpu_s": round(mcpu["report"], 2),
+            "cpu_ratio": round(mcpu["report"] / mcpu["secrets"], 3),
             "html_bytes": size, "treemap_nodes": count_nodes(data["tree"]), "files": data["tree"]["f"],
             "runs": {k: [round(x, 2) for x in v] for k, v in times.items()},
-            "report_argv": report[:1] + ["IMAGE"] + report[2:2] + report[4:],
+            "cpu_runs": {k: [round(x, 2) for x in v] for k, v in cpu.items()},
         }, indent=2))
 
 

@@ -100,10 +100,11 @@
       var dx = wide ? x + vw : x, dy = wide ? y : y + vh, dw = wide ? w - vw : w, dh = wide ? h : h - vh;
       el("rect", { x: dx, y: dy, width: Math.max(dw, 0), height: Math.max(dh, 0), fill: colour(mainLayer(n.xl)) }, g);
       el("rect", { x: dx, y: dy, width: Math.max(dw, 0), height: Math.max(dh, 0), fill: "url(#bilge-hatch)" }, g);
+      if (showText && vis > 0 && dh >= 15) text(g, dx, dy, dw, "dead " + human(n.x) + " L" + mainLayer(n.xl));
     }
     if (showText && h >= 15) {
-      var lay = vis > 0 ? "L" + mainLayer(n.l) : "L" + mainLayer(n.xl) + " dead";
-      text(g, x, y, w, label(n) + " " + human(t) + " " + lay);
+      var lay = vis > 0 ? human(vis) + " L" + mainLayer(n.l) : "dead " + human(n.x) + " L" + mainLayer(n.xl);
+      text(g, x, y, w, label(n) + " " + lay);
     }
   }
 
