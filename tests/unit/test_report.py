@@ -206,8 +206,13 @@ def assert_self_contained(page: Page, html: str) -> None:
     assert "default-src 'none'" in html
 
 
-def test_demo_report_numbers_equal_the_json_outputs(tmp_path):
-    out, analyze, secrets = report_and_json(tmp_path, DEMO)
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> tuple[Path, dict, dict]:
+    return report_and_json(tmp_path_factory.mktemp("demo"), DEMO)
+
+
+def test_demo_report_numbers_equal_the_json_outputs(demo):
+    out, analyze, secrets = demo
     html = out.read_text(encoding="utf-8")
     page = parse(out)
     assert check_numbers(page, analyze, secrets) >= 40
@@ -239,8 +244,8 @@ def test_demo_report_masks_the_token_unless_asked(tmp_path):
     assert token in full.read_text(encoding="utf-8")
 
 
-def test_treemap_totals_equal_an_independent_merge_of_the_layers(tmp_path):
-    out, analyze, _ = report_and_json(tmp_path, DEMO)
+def test_treemap_totals_equal_an_independent_merge_of_the_layers(demo):
+    out, analyze, _ = demo
     tree = client_data(parse(out))["tree"]
     s = analyze["summary"]
     assert (tree["v"], tree["x"], tree["f"]) == (s["visible_bytes"], s["reclaimable_bytes"], s["files"])
@@ -315,13 +320,12 @@ def test_ten_thousand_files_make_a_small_report(tmp_path):
     assert tree["v"] + tree["x"] == sum(len(f[2]) for f in files)
 
 
-def test_json_format_carries_the_other_documents(tmp_path):
+def test_json_format_carries_the_other_documents(tmp_path, demo):
     out = tmp_path / "report.json"
     assert run("report", DEMO, "-o", str(out), "-f", "json", "-q").returncode == 0
     doc = json.loads(out.read_text())
     assert doc["schema"] == "bilge.report/1"
-    analyze = json.loads(run("analyze", DEMO, "--format", "json").stdout)
-    assert doc["analyze"] == analyze
+    assert doc["analyze"] == demo[1]
     assert doc["secrets"]["schema"] == "bilge.secrets/1" and doc["lint"] is None and doc["deps"] is None
 
 
