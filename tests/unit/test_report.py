@@ -117,14 +117,14 @@ def client_data(page: Page) -> dict:
     return json.loads(blocks[0])
 
 
-def check_numbers(page: Page, analyze_doc: dict, secrets_doc: dict | None) -> int:
+def check_numbers(page: Page, analyze_doc: dict, secrets_doc: dict | None, **more: dict) -> int:
     """Every <data data-key> equals its JSON value, and its text is that value formatted."""
     checked = 0
     for d in page.data:
         if not d["key"]:
             continue
         source, _, key = d["key"].rpartition(":")
-        doc = {"": analyze_doc, "secrets": secrets_doc}[source]
+        doc = {"": analyze_doc, "secrets": secrets_doc, **more}[source]
         want = lookup(doc, key)
         if isinstance(want, float):
             assert float(d["value"]) == pytest.approx(want, rel=1e-9), d
@@ -318,6 +318,26 @@ def test_ten_thousand_files_make_a_small_report(tmp_path):
     assert count(tree) < 4000
     assert tree["f"] == 12_000 - 300 + 1  # /srv/d00 held every 40th file
     assert tree["v"] + tree["x"] == sum(len(f[2]) for f in files)
+
+
+def test_lint_and_deps_sections_equal_their_commands_json(tmp_path):
+    dockerfile = str(Path(DEMO).parents[3] / "demo" / "Dockerfile")
+    out = tmp_path / "all.html"
+    proc = run("report", DEMO, "-o", str(out), "-q", "--dockerfile", dockerfile, "--binary", "/bin/busybox")
+    assert proc.returncode == 0, proc.stderr
+    lint = json.loads(run("lint", dockerfile, "--image", DEMO, "--format", "json").stdout)
+    deps = json.loads(run("deps", DEMO, "--binary", "/bin/busybox", "--format", "json").stdout)
+    analyze = json.loads(run("analyze", DEMO, "--format", "json").stdout)
+    secrets = json.loads(run("secrets", DEMO, "--format", "json").stdout)
+    page = parse(out)
+    check_numbers(page, analyze, secrets, lint=lint, deps=deps)
+    keys = {d["key"] for d in page.data}
+    measured = [i for i, f in enumerate(lint["findings"]) if f["bytes"] is not None]
+    assert measured and {f"lint:findings.{i}.bytes" for i in measured} <= keys
+    assert {"lint:summary.findings", "deps:total_bytes", "deps:file_count"} <= keys
+    text = " ".join(page.text)
+    assert all(f["rule"] in text for f in lint["findings"])
+    assert_self_contained(page, out.read_text(encoding="utf-8"))
 
 
 def test_json_format_carries_the_other_documents(tmp_path, demo):
