@@ -35,6 +35,7 @@ class LayerReport:
     uncompressed_bytes: int
     layer_bytes: int
     reclaimable_bytes: int  # dead weight this layer carries (bytes it wrote that nobody sees)
+    visible_bytes: int  # bytes this layer wrote that the final filesystem shows (each hardlinked body once)
     hides_bytes: int  # bytes of lower layers this layer hid (deleted or overwrote)
     entries: int
     files_added: int
@@ -218,6 +219,10 @@ def analyze(image: Image, fs: MergedFS, *, base_diff_ids: list[str] | None = Non
 
     bodies = fs.visible_bodies()
     visible_bytes = sum(b.size for b in bodies.values())
+    visible_by_layer = [0] * n
+    for b in bodies.values():
+        if 0 <= b.layer < n:
+            visible_by_layer[b.layer] += b.size
     reclaim_by_layer = [0] * n
     hides_by_layer = [0] * n
     groups: dict[tuple[str, int, int, str], list[Version]] = defaultdict(list)
@@ -294,7 +299,8 @@ def analyze(image: Image, fs: MergedFS, *, base_diff_ids: list[str] | None = Non
             created_by=shown[layer.index], history_index=layer.history.index if layer.history else None,
             instruction=kw, compression=summary.compression, compressed_bytes=layer.size,
             uncompressed_bytes=summary.uncompressed_bytes, layer_bytes=summary.file_bytes,
-            reclaimable_bytes=reclaim_by_layer[layer.index], hides_bytes=hides_by_layer[layer.index],
+            reclaimable_bytes=reclaim_by_layer[layer.index], visible_bytes=visible_by_layer[layer.index],
+            hides_bytes=hides_by_layer[layer.index],
             entries=summary.entries, files_added=summary.added, files_modified=summary.modified,
             files_deleted=summary.deleted, is_base=layer.index < base,
         ))
