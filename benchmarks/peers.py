@@ -35,28 +35,35 @@ REPO = Path(__file__).resolve().parents[1]
 BILGE = [sys.executable, "-m", "bilge"]
 
 
+CPU: dict[int, float] = {}  # id(completed process) -> user + system CPU seconds of the child
+
+
 def timed(cmd: list[str], **kw) -> tuple[float, float, subprocess.CompletedProcess]:
-    """(wall seconds, peak RSS MB, completed process) of ``cmd`` under /usr/bin/time."""
+    """(wall seconds, peak RSS MB, completed process) of ``cmd`` under /usr/bin/time; its CPU
+    seconds (user + system, every thread) in ``CPU[id(process)]``: the steadier figure on a loaded machine."""
     with tempfile.NamedTemporaryFile("r", suffix=".time") as tf:
         env = dict(os.environ, PYTHONPATH=str(REPO / "src"), NO_COLOR="1")
         env.pop("CI", None)
-        proc = subprocess.run(["/usr/bin/time", "-f", "%e %M", "-o", tf.name, *cmd], capture_output=True, text=True,
-                              env=env, **kw)
-        wall, rss = open(tf.name).read().split()[-2:]
+        proc = subprocess.run(["/usr/bin/time", "-f", "%e %M %U %S", "-o", tf.name, *cmd], capture_output=True,
+                              text=True, env=env, **kw)
+        wall, rss, user, system = open(tf.name).read().split()[-4:]
+    CPU[id(proc)] = float(user) + float(system)
     return float(wall), int(rss) / 1024, proc
 
 
 def analyze_vs_dive(label: str, archive: Path, peers: Path, work: Path) -> dict:
     t_b, m_b, p = timed([*BILGE, "analyze", f"docker-archive:{archive}", "-f", "json"])
+    c_b = CPU[id(p)]
     ours = json.loads(p.stdout)["dive"]
     out = work / f"dive-{label}.json"
     t_d, m_d, p = timed([str(peers / "dive"), "--source", "docker-archive", str(archive), "--json", str(out)])
     if p.returncode != 0:
         raise SystemExit(f"dive failed on {archive}: {p.stderr[-500:]}")
+    c_d = CPU[id(p)]
     theirs = json.loads(out.read_text())["image"]
     return {
-        "bilge": {"seconds": t_b, "peak_rss_mb": round(m_b, 1)},
-        "dive": {"seconds": t_d, "peak_rss_mb": round(m_d, 1)},
+        "bilge": {"seconds": t_b, "cpu_seconds": round(c_b, 2), "peak_rss_mb": round(m_b, 1)},
+        "dive": {"seconds": t_d, "cpu_seconds": round(c_d, 2), "peak_rss_mb": round(m_d, 1)},
         "size_bytes": [ours["size_bytes"], theirs["sizeBytes"]],
         "wasted_bytes": [ours["wasted_bytes"], theirs["inefficientBytes"]],
         "efficiency": [ours["efficiency"], theirs["efficiencyScore"]],
@@ -71,6 +78,7 @@ def _is_true(where: str, truths: list[str]) -> bool:
 
 def secrets_vs_trivy(label: str, archive: Path, peers: Path, work: Path, truths: list[str]) -> dict:
     t_b, m_b, p = timed([*BILGE, "secrets", f"docker-archive:{archive}", "-f", "json"])
+    c_b = CPU[id(p)]
     doc = json.loads(p.stdout)
     ours = []
     for f in doc["findings"]:
@@ -82,10 +90,11 @@ def secrets_vs_trivy(label: str, archive: Path, peers: Path, work: Path, truths:
         ours.append({"rule": f["rule"], "severity": f["severity"], "where": where, "true": _is_true(where, truths)})
     out = work / f"trivy-{label}.json"
     t_t, m_t, p = timed([str(peers / "trivy"), "image", "--input", str(archive), "--scanners", "secret",
-                         "--offline-scan", "--skip-db-update", "--cache-dir", str(work / "trivy-cache"),
+                         "--offline-scan", "--skip-db-update", "--cache-dir", str(work / "trivy-cache"), "--timeout", "60m",
                          "-q", "-f", "json", "-o", str(out)])
     if p.returncode != 0:
         raise SystemExit(f"trivy failed on {archive}: {p.stderr[-500:]}")
+    c_t = CPU[id(p)]
     theirs = []
     for r in json.loads(out.read_text()).get("Results") or []:
         for s in r.get("Secrets") or []:
@@ -105,9 +114,11 @@ def secrets_vs_trivy(label: str, archive: Path, peers: Path, work: Path, truths:
                 "false": sum(not f["true"] for f in found),
                 "real_secrets_found": sorted(true_where), "missed": sorted(set(truths) - true_where)}
 
-    return {"bilge": {"seconds": t_b, "peak_rss_mb": round(m_b, 1), **tally(ours), "list": ours},
-            "trivy": {"seconds": t_t, "peak_rss_mb": round(m_t, 1), **tally(theirs), "list": theirs},
-            "speed_ratio_trivy_over_bilge": round(t_t / t_b, 2)}
+    return {"bilge": {"seconds": t_b, "cpu_seconds": round(c_b, 2), "peak_rss_mb": round(m_b, 1), **tally(ours),
+                      "list": ours},
+            "trivy": {"seconds": t_t, "cpu_seconds": round(c_t, 2), "peak_rss_mb": round(m_t, 1), **tally(theirs),
+                      "list": theirs},
+            "speed_ratio_trivy_over_bilge": round(t_t / t_b, 2), "cpu_ratio_trivy_over_bilge": round(c_t / c_b, 2)}
 
 
 def lint_vs_hadolint(dockerfiles: Path, peers: Path) -> dict:
@@ -153,14 +164,16 @@ def main() -> None:
             r: dict = {"archive": str(archive), "bytes": archive.stat().st_size}
             if "analyze" not in args.skip:
                 r["analyze"] = a = analyze_vs_dive(label, archive, args.peers, work)
-                print(f"[{label}] analyze  bilge {a['bilge']['seconds']:6.1f} s {a['bilge']['peak_rss_mb']:7.1f} MB | "
-                      f"dive {a['dive']['seconds']:6.1f} s {a['dive']['peak_rss_mb']:7.1f} MB | "
+                print(f"[{label}] analyze  bilge {a['bilge']['seconds']:6.1f} s ({a['bilge']['cpu_seconds']:.1f} s CPU) "
+                      f"{a['bilge']['peak_rss_mb']:7.1f} MB | dive {a['dive']['seconds']:6.1f} s "
+                      f"({a['dive']['cpu_seconds']:.1f} s CPU) {a['dive']['peak_rss_mb']:7.1f} MB | "
                       f"wasted {a['wasted_bytes']} efficiency {a['efficiency']} equal={a['equal']}", flush=True)
             if "secrets" not in args.skip:
                 r["secrets"] = s = secrets_vs_trivy(label, archive, args.peers, work, truths.get(label, []))
                 for name in ("bilge", "trivy"):
                     x = s[name]
-                    print(f"[{label}] secrets  {name:5} {x['seconds']:6.1f} s {x['peak_rss_mb']:7.1f} MB | "
+                    print(f"[{label}] secrets  {name:5} {x['seconds']:6.1f} s ({x['cpu_seconds']:.1f} s CPU) "
+                          f"{x['peak_rss_mb']:7.1f} MB | "
                           f"{x['findings']} findings: {x['true']} true, {x['false']} false; missed {x['missed']}",
                           flush=True)
                     for f in x["list"]:
