@@ -184,3 +184,13 @@ def test_report_masks_short_values_only_where_they_stand(tmp_path):
     hist = next(f for f in doc["findings"] if f["location"]["kind"] == "history")
     assert "apt-get install -y --no-install-recommends" in hist["location"]["instruction"]
     assert "GITHUB_ACCESS_TOKEN=ghp_" in hist["location"]["instruction"] and "(40 chars)" in hist["location"]["instruction"]
+
+
+def test_history_redaction_masks_where_the_value_stands_and_leaves_words_alone():
+    from bilge.redact import redact as redact_line
+
+    token = github_token("ghp_", rnd(30))
+    line = f"|1 GITHUB_ACCESS_TOKEN={token} /bin/sh -c apt-get install -y --no-install-recommends x && echo {token}"
+    out = redact_line(line)
+    assert token not in out and out.count(token[:6] + "…(40 chars)") == 2
+    assert "apt-get install -y --no-install-recommends x" in out
