@@ -100,6 +100,7 @@ def scan(archive: Path, *extra: str) -> tuple[int, dict]:
     return proc.returncode, json.loads(proc.stdout)
 
 
+@pytest.mark.slow  # the first build downloads ~600 MB of Debian packages (cached by the engine afterwards)
 def test_corpus_image_has_no_finding_at_high_or_above(docker, rails):
     corpus, _, _ = rails
     rc, doc = scan(corpus.archive, "--severity", "low")
@@ -116,6 +117,7 @@ def test_corpus_image_has_no_finding_at_high_or_above(docker, rails):
     assert unexplained == []
 
 
+@pytest.mark.slow
 def test_story_image_true_positives_only(docker, rails):
     _, story, token = rails
     rc, doc = scan(story.archive)
