@@ -346,6 +346,8 @@ class SquashResult:
     counts: SquashCounts
     dropped: tuple[str, ...]
     findings: tuple[str, ...]
+    secrets_redacted: tuple[str, ...] = ()  # what was redacted from the history and config
+    secrets_kept: bool = False  # --keep-secrets
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -370,6 +372,8 @@ class SquashResult:
                         "copied": r.copied} for r in self.output.layers],
             "dropped": list(self.dropped),
             "findings": list(self.findings),
+            "secrets_redacted": list(self.secrets_redacted),
+            "secrets_kept": self.secrets_kept,
         }
 
 
@@ -400,9 +404,18 @@ def resolve_start(image: Image, from_layer: int | None, base: Image | None) -> i
 def squash(src: ImageSource, output: str | OutputSpec, *, from_layer: int | None = None, base: Image | None = None,
            compression: Compression | None = None, clamp: int | None = None, verify: bool | None = None,
            progress: Callable[[Layer, int], None] | None = None, verify_output: bool = True,
-           command: str | None = None, read: ReadFS | None = None) -> SquashResult:
-    """Squash ``src.image`` (an opened :class:`bilge.source.ImageSource`) from layer N on."""
+           command: str | None = None, read: ReadFS | None = None, keep_secrets: bool = False,
+           ruleset: Any = None, ignores: Sequence[Any] = ()) -> SquashResult:
+    """Squash ``src.image`` (an opened :class:`bilge.source.ImageSource`) from layer N on.
+
+    Secrets ``bilge secrets`` finds in the history and config are redacted in the output unless
+    ``keep_secrets`` (see :mod:`bilge.secrets.rewriting`)."""
     image: Image = src.image
+    redacted: list[str] = []
+    if not keep_secrets:
+        from bilge.secrets.rewriting import redact_config_secrets
+
+        image, redacted = redact_config_secrets(image, ruleset=ruleset, ignores=ignores)
     start = resolve_start(image, from_layer, base)
     read = read or read_fs(src, verify=verify, progress=progress)
     plan = plan_squash(read, start)
@@ -425,6 +438,7 @@ def squash(src: ImageSource, output: str | OutputSpec, *, from_layer: int | None
         bytes_saved=range_bytes - counts.body_bytes, input_bytes=image.compressed_bytes,
         output_bytes=result.layer_bytes, counts=counts, dropped=tuple(plan.dropped),
         findings=tuple(f.message for f in read.fs.findings if f.kind in ("unsafe-path", "hardlink-missing")),
+        secrets_redacted=tuple(redacted), secrets_kept=keep_secrets,
     )
 
 
@@ -626,8 +640,12 @@ class RewriteResult:
 def slim(src: ImageSource, output: str | OutputSpec | None, keep_paths: Sequence[str], *, entrypoint: bool = False,
          compression: Compression | None = None, clamp: int | None = None, verify: bool | None = None,
          progress: Callable[[Layer, int], None] | None = None, dry_run: bool = False,
-         command: str | None = None) -> tuple[RewriteResult, SlimPlan]:
-    """Keep the given paths, their ELF closure, the entrypoint's, and the essentials; drop the rest."""
+         command: str | None = None, keep_secrets: bool = False, ruleset: Any = None,
+         ignores: Sequence[Any] = ()) -> tuple[RewriteResult, SlimPlan]:
+    """Keep the given paths, their ELF closure, the entrypoint's, and the essentials; drop the rest.
+
+    Secrets ``bilge secrets`` finds in the history and config are redacted in the output unless
+    ``keep_secrets`` (see :mod:`bilge.secrets.rewriting`)."""
     from bilge.deps import ElfCollector
 
     image: Image = src.image
@@ -656,6 +674,13 @@ def slim(src: ImageSource, output: str | OutputSpec | None, keep_paths: Sequence
         "comment": f"bilge {__version__}: {what}" + (" and the entrypoint" if entrypoint and keep_paths else "")
                    + ", their library closure and essentials; dropped the rest",
     }
+    redacted: list[str] = []
+    if not keep_secrets:
+        from bilge.secrets.rewriting import redact_config_secrets
+
+        image, redacted = redact_config_secrets(image, ruleset=ruleset, ignores=ignores)
+    details["secrets_redacted"] = redacted
+    details["secrets_kept"] = keep_secrets
     config = rewrite_config(image, 0, entry, clamp=clamp)
     result = write_image(output, config, [NewLayer(squash_members(src, read, plan, counts, clamp=clamp))],
                          compression=compression, clamp=clamp)

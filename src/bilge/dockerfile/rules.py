@@ -23,7 +23,9 @@ from typing import Any
 
 from bilge.dockerfile import secretnames as sn
 from bilge.dockerfile.dockerignore import DockerIgnore, walk_context
+from bilge.dockerfile.keyfiles import not_a_secret
 from bilge.dockerfile.parse import Dockerfile, Instruction, Stage, Var, join_path
+from bilge.dockerfile.purge import auto_purged
 from bilge.dockerfile.runs import PathOp, RunFacts, analyze_run, glob_prefix, strip_glob_tail, under
 
 SEVERITIES = ("critical", "high", "medium", "low", "info")
@@ -473,9 +475,9 @@ def _credential_hits(an: Analysis, ins: Instruction) -> list[tuple[str, str]]:
         clean = src.strip("/") if src not in _WHOLE_CONTEXT else "."
         clean = re.sub(r"^\./", "", clean) or "."
         label = sn.credential_file(clean) if clean != "." else None
+        dest_file = dest if len(sources) == 1 and not ins.args[-1].endswith("/") else posixpath.join(
+            dest, posixpath.basename(clean))
         if label is None and clean != ".":
-            dest_file = dest if len(sources) == 1 and not ins.args[-1].endswith("/") else posixpath.join(
-                dest, posixpath.basename(clean))
             label = sn.credential_file(dest_file)
         on_disk = ctx / clean if ctx is not None else None
         if label:
@@ -484,6 +486,8 @@ def _credential_hits(an: Analysis, ins: Instruction) -> list[tuple[str, str]]:
             if on_disk is not None and on_disk.is_file() and clean.endswith(".pem"):
                 if _private_key_file(on_disk) is False:
                     continue  # a certificate, not a key
+            if not _has_glob(clean) and not_a_secret(clean, dest_file, on_disk):
+                continue  # a public key: by its content when at hand, else by its names (issue 12)
             hits.append((clean, label))
             continue
         if ctx is None or on_disk is None or not on_disk.exists():
@@ -832,24 +836,28 @@ _CACHE_FIX = {
 
 def _cache_not_cleaned(an: Analysis) -> list[Finding]:
     out = []
-    later_cleaned: set[tuple[int, str]] = set()
-    for _ins, matches in _cleanup_matches(an):
+    later_cleaned: dict[tuple[int, str], list[int]] = {}
+    for later, matches in _cleanup_matches(an):
         for _what, creator, how in matches:
-            later_cleaned.add((creator.index, how))
+            later_cleaned.setdefault((creator.index, how), []).append(later.line)
     stages = [an.df.stages[i] for i in sorted(an.content)]
     for stage in stages:
         for ins in stage.instructions:
             if ins.keyword != "RUN":
                 continue
             facts = an.facts(ins)
-            # a cache a later RUN removes is reported once, as cleanup-later-layer
-            left = [c for c in facts.caches if c.cleaned is None and (ins.index, c.kind) not in later_cleaned]
+            # a cache a later RUN removes gets both findings: this one (the fix goes here) and
+            # cleanup-later-layer at the later RUN (issue 12)
+            left = [c for c in facts.caches if c.cleaned is None]
             if not left:
                 continue
             names = [_CACHE_NAMES.get(c.kind, c.kind) for c in left]
             msg = f"{ins.short(60)} leaves the " + ", ".join(names) + f" in the layer of {an.role(stage)}"
             if ins.onbuild:
                 msg += " (ONBUILD: in every image built FROM this one)"
+            removed_at = sorted({n for c in left for n in later_cleaned.get((ins.index, c.kind), [])})
+            if removed_at:
+                msg += f"; the RUN at {_lines(removed_at)} removes it, which frees nothing"
             msg += "."
             fix = "; ".join(_CACHE_FIX.get(c.kind, RULES["cache-not-cleaned"].fix) for c in left)
             fix = fix[0].upper() + fix[1:] + "."
@@ -894,6 +902,9 @@ def _installed_toolchain(an: Analysis, ins: Instruction, seq: list[Instruction])
         if p.virtual and toolchain_packages(p.names):
             installed.append(p.virtual)
     removed = {n for p in facts.removals for n in p.names}
+    purged, still_manual = auto_purged(facts.commands)
+    if purged:  # apt-mark auto + purge --auto-remove in this RUN: apt's installs are gone (issue 12)
+        removed |= {n for p in facts.installs if p.manager == "apt" for n in p.names if n not in still_manual}
     virtual_removed = {p.virtual for p in facts.installs if p.virtual and p.virtual in removed}
     tools = [n for n in dict.fromkeys(installed) if n not in removed and n not in virtual_removed]
     if virtual_removed:

@@ -23,7 +23,7 @@ from bilge.errors import BilgeError
 
 SEVERITIES = ("critical", "high", "medium", "low", "info")
 _RANK = {s: i for i, s in enumerate(reversed(SEVERITIES))}  # info=0 ... critical=4
-VALIDATORS = frozenset({"pem", "jwt", "basic_auth", "placeholder"})
+VALIDATORS = frozenset({"pem", "jwt", "basic_auth", "placeholder", "github", "oauth_basic"})
 
 
 def severity_rank(severity: str) -> int:
