@@ -25,8 +25,18 @@ if ! "$DOCKER" image inspect "$BASE" >/dev/null 2>&1; then
   mmdebstrap --quiet --variant=minbase bookworm - http://deb.debian.org/debian | "$DOCKER" import - "$BASE"
 fi
 
-# A fake GitHub personal access token of the real format: ghp_ + 36 [A-Za-z0-9]. Fresh each build.
-TOKEN=$(python3 -c 'import secrets, string; a = string.ascii_letters + string.digits; print("ghp_" + "".join(secrets.choice(a) for _ in range(36)))')
+# A fake GitHub personal access token of the real format: ghp_ + 30 random [A-Za-z0-9] + the six
+# base-62 digits of their CRC32 (GitHub's checksum; bilge reports a value without it as low). Fresh each build.
+TOKEN=$(python3 -c '
+import secrets, string, zlib
+a = string.ascii_letters + string.digits
+b62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+body = "".join(secrets.choice(a) for _ in range(30))
+n, s = zlib.crc32(body.encode()), ""
+while n:
+    n, r = divmod(n, 62)
+    s = b62[r] + s
+print("ghp_" + body + s.rjust(6, "0"))')
 
 build() {
   DOCKER_BUILDKIT=1 "$DOCKER" build --progress=plain \

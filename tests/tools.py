@@ -61,6 +61,7 @@ PEERS: dict[str, str] = {
     "realpath": "coreutils",
     "docker-registry": "docker-registry",
     "htpasswd": "apache2-utils",
+    "chromium": "chromium",
 }
 
 

@@ -35,6 +35,7 @@ class LayerReport:
     uncompressed_bytes: int
     layer_bytes: int
     reclaimable_bytes: int  # dead weight this layer carries (bytes it wrote that nobody sees)
+    visible_bytes: int  # bytes this layer wrote that the final filesystem shows (each hardlinked body once)
     hides_bytes: int  # bytes of lower layers this layer hid (deleted or overwrote)
     entries: int
     files_added: int
@@ -185,25 +186,33 @@ def dive_metrics(fs: MergedFS) -> DiveMetrics:
     )
 
 
+def _base_layers(image: Image, base_diff_ids: list[str] | None) -> tuple[int, str, list[str]]:
+    """How many bottom layers are the base image's, how that was decided, and a note when it is partial."""
+    n = len(image.layers)
+    if base_diff_ids is None:
+        return (1 if n else 0), "layer 0, by dive's convention (pass --base REF to be exact)", []
+    base = 0
+    while base < min(n, len(base_diff_ids)) and image.layers[base].diff_id == base_diff_ids[base]:
+        base += 1
+    notes = []
+    if base < len(base_diff_ids):
+        notes.append(f"the image shares only {base} of the base image's {len(base_diff_ids)} layers")
+    return base, f"--base ({base} of {len(base_diff_ids)} base layers shared)", notes
+
+
 def analyze(image: Image, fs: MergedFS, *, base_diff_ids: list[str] | None = None,
             depth: int = 2, top_dirs: int = 20, rollup: int = 3) -> Analysis:
     n = len(image.layers)
-    notes: list[str] = []
-    if base_diff_ids is not None:
-        base = 0
-        while base < min(n, len(base_diff_ids)) and image.layers[base].diff_id == base_diff_ids[base]:
-            base += 1
-        base_source = f"--base ({base} of {len(base_diff_ids)} base layers shared)"
-        if base < len(base_diff_ids):
-            notes.append(f"the image shares only {base} of the base image's {len(base_diff_ids)} layers")
-    else:
-        base = 1 if n else 0
-        base_source = "layer 0, by dive's convention (pass --base REF to be exact)"
+    base, base_source, notes = _base_layers(image, base_diff_ids)
     kw_text = [instruction(layer.created_by) for layer in image.layers]
     shown = [redact(layer.created_by) for layer in image.layers]  # masked once per layer, not per row
 
     bodies = fs.visible_bodies()
     visible_bytes = sum(b.size for b in bodies.values())
+    visible_by_layer = [0] * n
+    for b in bodies.values():
+        if 0 <= b.layer < n:
+            visible_by_layer[b.layer] += b.size
     reclaim_by_layer = [0] * n
     hides_by_layer = [0] * n
     groups: dict[tuple[str, int, int, str], list[Version]] = defaultdict(list)
@@ -280,7 +289,8 @@ def analyze(image: Image, fs: MergedFS, *, base_diff_ids: list[str] | None = Non
             created_by=shown[layer.index], history_index=layer.history.index if layer.history else None,
             instruction=kw, compression=summary.compression, compressed_bytes=layer.size,
             uncompressed_bytes=summary.uncompressed_bytes, layer_bytes=summary.file_bytes,
-            reclaimable_bytes=reclaim_by_layer[layer.index], hides_bytes=hides_by_layer[layer.index],
+            reclaimable_bytes=reclaim_by_layer[layer.index], visible_bytes=visible_by_layer[layer.index],
+            hides_bytes=hides_by_layer[layer.index],
             entries=summary.entries, files_added=summary.added, files_modified=summary.modified,
             files_deleted=summary.deleted, is_base=layer.index < base,
         ))

@@ -31,7 +31,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-COMMAND_MODULES = ("analyze", "secrets", "lint", "deps", "rewrite", "diff")
+COMMAND_MODULES = ("analyze", "secrets", "lint", "deps", "rewrite", "diff", "report")
 
 _state = {"debug": False}
 

@@ -30,5 +30,18 @@ def redact(text: str) -> str:
         return text
     from bilge.secrets.textscan import SHELL
 
-    hits = _scanner().scan(text.encode("utf-8", "surrogateescape"), SHELL)
-    return _replace(text, [(h.secret, mask(h.secret, h.reveal)) for h in hits if h.secret])
+    data = text.encode("utf-8", "surrogateescape")
+    hits = [h for h in _scanner().scan(data, SHELL) if h.secret]
+    if not hits:
+        return text
+    # each value masked where it was found (by offset: whatever characters surround it), then its
+    # other occurrences in the same text (as whole words only)
+    out = bytearray()
+    pos = 0
+    for h in sorted(hits, key=lambda h: h.start):
+        if h.start < pos:
+            continue
+        out += data[pos:h.start] + mask(h.secret, h.reveal).encode("utf-8")
+        pos = h.end
+    out += data[pos:]
+    return _replace(bytes(out).decode("utf-8", "surrogateescape"), [(h.secret, mask(h.secret, h.reveal)) for h in hits])

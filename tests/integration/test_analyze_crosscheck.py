@@ -32,6 +32,7 @@ from typing import Any, BinaryIO
 
 import pytest
 
+from bilge.secrets.precision import github_token
 from tests.integration.conftest import (
     buildah_bud,
     buildah_push,
@@ -58,10 +59,10 @@ def fake_token(seed: str) -> str:
     alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
     n = int.from_bytes(hashlib.sha256(f"bilge crosscheck fake token: {seed}".encode()).digest(), "big")
     chars = []
-    for _ in range(36):
+    for _ in range(30):
         n, r = divmod(n, len(alphabet))
         chars.append(alphabet[r])
-    return "ghp_" + "".join(chars)
+    return github_token("ghp_", "".join(chars))  # with GitHub's CRC32 checksum
 
 
 # --------------------------------------------------------------------------------------------

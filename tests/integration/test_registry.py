@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from bilge.secrets.precision import github_token
 from bilge.testing import oci_layout
 from tests.integration.conftest import DOCKER, docker_rmi, require_tool, run
 from tests.integration.registry_env import PASSWORD, USER, BlobHost, FaultProxy, Faults, Registry, sha256_file
@@ -26,7 +27,7 @@ RNG_LAYER = random.Random(10).randbytes(3 << 20)  # 3 MiB, incompressible
 LAYERS = [
     [("dir", "etc"), ("file", "etc/os-release", b"ID=test\n"), ("file", "etc/big", RNG_LAYER)],
     [("dir", "app"), ("file", "app/run.sh", b"#!/bin/sh\necho hi\n", 0o755), ("whiteout", "etc/big")],
-    [("file", "app/config", b"TOKEN=ghp_" + b"A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8" + b"\n")],
+    [("file", "app/config", b"TOKEN=" + github_token("ghp_", "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5").encode() + b"\n")],
 ]
 
 

@@ -24,6 +24,7 @@ import pytest
 
 from bilge.rewrite import scrub, slim
 from bilge.secrets import scan_source
+from bilge.secrets.precision import github_token
 from bilge.source import open_image
 from tests.integration.conftest import DOCKER, run
 
@@ -58,7 +59,7 @@ KEEP = ["/app", "/usr/lib/ruby", "/usr/lib/x86_64-linux-gnu/ruby"]
 
 
 def token() -> str:
-    return "ghp_" + "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(36))
+    return github_token("ghp_", "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(30)))
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from bilge.secrets.precision import github_token
 from tests.integration.conftest import DOCKER, docker_build, docker_rmi, docker_save, ensure_base_image, run
 
 RNG = random.SystemRandom()
@@ -92,7 +93,7 @@ CMD ["cat", "/opt/www/myapp/assets.txt"]
 
 @pytest.mark.parametrize("buildkit", BUILDERS)
 def test_build_arg_token_in_builder_history_not_in_final_image(tmp_path, base, tags, buildkit):
-    token = "ghp_" + rnd(36)
+    token = github_token("ghp_", rnd(30))
     ctx = tmp_path / "ctx"
     ctx.mkdir()
     (ctx / "Dockerfile").write_text(SEED)

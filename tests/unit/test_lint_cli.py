@@ -64,7 +64,7 @@ def test_fail_on_threshold(project):
 
 
 def test_disable_and_unknown_rule(project):
-    proc = run("-d", "secret-arg", "-d", "cleanup-later-layer", "-f", "json", cwd=project)
+    proc = run("-d", "secret-arg", "-d", "cleanup-later-layer", "-d", "cache-not-cleaned", "-f", "json", cwd=project)
     assert proc.returncode == 0
     assert json.loads(proc.stdout)["findings"] == []
     proc = run("--disable", "no-such-rule", cwd=project)
@@ -77,7 +77,9 @@ def test_config_file(project):
         'cleanup-later-layer = "critical"\n')
     proc = run("-f", "json", cwd=project)
     out = json.loads(proc.stdout)
-    assert [(f["rule"], f["severity"]) for f in out["findings"]] == [("cleanup-later-layer", "critical")]
+    # the apt lists: cache-not-cleaned where they are left (low), cleanup-later-layer where removed (issue 12)
+    assert [(f["rule"], f["severity"]) for f in out["findings"]] == [("cache-not-cleaned", "low"),
+                                                                      ("cleanup-later-layer", "critical")]
     assert out["fail_on"] == "high" and proc.returncode == 1
     (project / ".bilge.toml").write_text('[tool.bilge.lint]\ndisabel = ["x"]\n')
     proc = run(cwd=project)
@@ -112,7 +114,7 @@ def test_sarif(project):
     ids = [r["id"] for r in drv["rules"]]
     assert "secret-arg" in ids and "broad-copy-from" in ids
     res = log["runs"][0]["results"]
-    assert {r["ruleId"] for r in res} == {"secret-arg", "cleanup-later-layer"}
+    assert {r["ruleId"] for r in res} == {"secret-arg", "cleanup-later-layer", "cache-not-cleaned"}
     for r in res:
         loc = r["locations"][0]["physicalLocation"]
         assert loc["artifactLocation"]["uri"] == "Dockerfile"

@@ -153,8 +153,12 @@ def test_cleanup_later_layer_paths_packages_and_cache_commands():
             "RUN apk del gcc git\nRUN rm -rf /var/cache/apk/* node_modules\nRUN yarn cache clean\n")
     got = rules_at(text)
     assert {(6, "cleanup-later-layer"), (7, "cleanup-later-layer"), (8, "cleanup-later-layer")} <= got
-    # the apk index and yarn cache are reported once, where they are removed, not also as cache-not-cleaned
-    assert not any(rule == "cache-not-cleaned" and line in (2, 3, 4) for line, rule in got)
+    # a cache removed by a later RUN gets both findings: where it is left (the fix goes there) and where
+    # it is removed (issue 12)
+    assert {(2, "cache-not-cleaned"), (4, "cache-not-cleaned")} <= got
+    msgs = {f.line: f.message for f in lint(parse_text(text)) if f.rule == "cache-not-cleaned"}
+    assert "the RUN at line 7 removes it, which frees nothing" in msgs[2]
+    assert "line 8" in msgs[4]
 
 
 def test_cleanup_in_the_same_run_is_fine():

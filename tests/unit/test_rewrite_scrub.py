@@ -20,9 +20,11 @@ from bilge.source import open_image
 sys.path.insert(0, str(Path(__file__).parent))
 from rewrite_helpers import visible_tree  # noqa: E402
 
+from bilge.secrets.precision import github_token
+
 
 def fresh_token() -> str:
-    return "ghp_" + "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(36))
+    return github_token("ghp_", "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(30)))
 
 
 def make(tmp_path: Path, tok: str, tok2: str, *, visible_secret: bool = True) -> str:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from bilge.secrets.precision import github_token
 from bilge.testing import config_for, docker_archive, layer_tar
 
 RNG = random.Random(31337)
@@ -21,7 +22,7 @@ def rnd(n: int) -> str:
     return "".join(RNG.choice(string.ascii_letters + string.digits) for _ in range(n))
 
 
-TOKEN = "ghp_" + rnd(36)
+TOKEN = github_token("ghp_", rnd(30))
 PASSWORD = "Qz8!" + rnd(12)
 KEY_BODY = "\n".join(rnd(64) for _ in range(12))
 KEY = f"-----BEGIN RSA PRIVATE KEY-----\n{KEY_BODY}\n-----END RSA PRIVATE KEY-----\n"

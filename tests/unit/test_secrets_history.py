@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 
+from bilge.history import parse_created_by
 from bilge.image import Image, Layer, align_history
 from bilge.secrets import scan_image_config
-from bilge.secrets.imagecfg import parse_created_by
 from bilge.secrets.model import ScanStats
+from bilge.secrets.precision import github_token
 from bilge.secrets.rules import load_ruleset
 from bilge.secrets.textscan import Scanner
 
@@ -20,7 +21,7 @@ SCANNER = Scanner(load_ruleset())
 
 
 def tok() -> str:
-    return "ghp_" + "".join(RNG.choice(string.ascii_letters + string.digits) for _ in range(36))
+    return github_token("ghp_", "".join(RNG.choice(string.ascii_letters + string.digits) for _ in range(30)))
 
 
 def make_image(history: list[dict[str, Any]], *, env: list[str] | None = None, labels: dict[str, str] | None = None,

@@ -15,6 +15,7 @@ import pytest
 
 from bilge.errors import BilgeError
 from bilge.secrets import textscan
+from bilge.secrets.precision import github_token
 from bilge.secrets.rules import load_ruleset
 from bilge.secrets.textscan import FILE_CONFIG, NO_NAMES, SHELL, KeywordIndex, Scanner
 
@@ -54,9 +55,9 @@ def _cases() -> dict[str, Callable[[], Case]]:
     def simple(secret: str, near: str, fmt: str = "TOKEN_VALUE = {}\n") -> Case:
         return fmt.format(secret), secret, fmt.format(near)
 
-    gh = lambda p: simple(f"{p}_{r(ALNUM, 36)}", f"{p}_{r(ALNUM, 30)}")  # noqa: E731
+    gh = lambda p: simple(github_token(f"{p}_", r(ALNUM, 30)), f"{p}_{r(ALNUM, 30)}")  # noqa: E731
     return {
-        "github-pat": lambda: simple(f"ghp_{r(ALNUM, 36)}", f"xghp_{r(ALNUM, 36)}"),
+        "github-pat": lambda: simple(github_token("ghp_", r(ALNUM, 30)), f"xghp_{r(ALNUM, 36)}"),
         "github-fine-grained-pat": lambda: simple(f"github_pat_{r(ALNUM, 22)}_{r(ALNUM, 59)}",
                                                   f"github_pat_{r(ALNUM, 22)}_{r(ALNUM, 20)}"),
         "github-oauth-token": lambda: gh("gho"),
@@ -217,7 +218,7 @@ def test_elided_pem_in_docs_is_not_a_key():
 def test_library_paths_downgrade_fixture_prone_rules_only():
     key = pem().encode()
     assert [h.severity for h in SCANNER.scan(key, FILE_CONFIG, library=True)] == ["low"]
-    tok = f"token = ghp_{r(ALNUM, 36)}".encode()
+    tok = f"token = {github_token('ghp_', r(ALNUM, 30))}".encode()
     assert [h.severity for h in SCANNER.scan(tok, FILE_CONFIG, library=True)] == ["critical"]
 
 
@@ -239,7 +240,7 @@ def test_basic_auth_placeholders_dropped(url: str):
 
 
 def test_overlapping_hits_keep_the_specific_rule():
-    tok = f"ghp_{r(ALNUM, 36)}"
+    tok = github_token("ghp_", r(ALNUM, 30))
     hits = SCANNER.scan(f"GITHUB_TOKEN={tok}\n".encode(), FILE_CONFIG)
     assert [(h.rule_id, h.secret) for h in hits] == [("github-pat", tok)]
 

@@ -18,6 +18,7 @@ from bilge.fs import walk_image
 from bilge.image import Layer, Platform
 from bilge.rewrite import squash
 from bilge.secrets import scan_source
+from bilge.secrets.precision import github_token
 from bilge.source import open_image
 from bilge.source.base import ImageSource
 from bilge.source.platforms import choose, normalize, rank
@@ -26,7 +27,7 @@ from tests.unit.rewrite_helpers import visible_tree
 
 SRC = Path(bilge.__file__).parent
 RNG = random.Random(7)
-TOKEN = "ghp_" + "".join(RNG.choice(string.ascii_letters + string.digits) for _ in range(36))
+TOKEN = github_token("ghp_", "".join(RNG.choice(string.ascii_letters + string.digits) for _ in range(30)))
 LAYERS = [
     [("dir", "etc"), ("file", "etc/hello", b"hello\n"), ("file", "etc/token", f"TOKEN={TOKEN}\n".encode())],
     [("dir", "usr"), ("dir", "usr/bin"), ("file", "usr/bin/tool", b"x" * 3000), ("whiteout", "etc/hello")],

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -48,25 +47,33 @@ def progress_reporter(src: ImageSource, quiet: bool):
 
 
 def write_atomic(path: str | os.PathLike[str], text: str) -> None:
-    """The one atomic writer of reports: a temporary file in the same directory, renamed when complete --
-    never a partial file."""
+    """The one atomic writer of reports: a temporary file in the same directory (recorded by
+    bilge.cleanup, so an interruption removes it, mode 0666 less the umask), renamed into place when
+    complete -- never a partial file."""
+    from bilge import cleanup
+
     target = Path(path)
     directory = target.parent if str(target.parent) else Path(".")
     if not directory.is_dir():
         raise OutputError(f"cannot write {path}: directory {directory} does not exist")
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+        fd, tmp = cleanup.mkstemp(directory, f".{target.name}.", ".tmp")
     except OSError as exc:
         raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
     try:
+        mask = os.umask(0)
+        os.umask(mask)
+        os.fchmod(fd, 0o666 & ~mask)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
+        cleanup.checkpoint()
         os.replace(tmp, target)
+        cleanup.forget(tmp)
     except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
+        cleanup.remove(tmp)
         raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        cleanup.remove(tmp)
         raise
 
 

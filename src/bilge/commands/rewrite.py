@@ -82,6 +82,9 @@ def _register_squash(app: typer.Typer) -> None:
         fmt: Format = typer.Option(Format.text, "--format", "-f", help="Report format."),
         no_verify: bool = typer.Option(False, "--no-verify", help="Skip digest verification of the input."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No report, no progress."),
+        keep_secrets: bool = typer.Option(False, "--keep-secrets",
+                                          help="Copy secrets found in the history and config as they are "
+                                               "(default: redacted, as scrub does)."),
         source_args: SourceArgs = SOURCE_ARGS,
     ) -> None:
         """Merge layers into one that holds only what is visible; report the bytes dropped.
@@ -104,8 +107,10 @@ def _register_squash(app: typer.Typer) -> None:
                               quiet=quiet or fmt is Format.json) as src:
             advance, stop = progress_reporter(src, quiet or fmt is Format.json)
             try:
+                ruleset, ignores = _secrets_setup() if not keep_secrets else (None, ())
                 res = squash(src, spec, from_layer=from_layer, base=base_image, compression=comp, clamp=clamp,
-                             progress=advance, command=_command_line("squash", from_layer, base))
+                             progress=advance, command=_command_line("squash", from_layer, base),
+                             keep_secrets=keep_secrets, ruleset=ruleset, ignores=ignores)
             finally:
                 stop()
         elapsed = time.perf_counter() - started
@@ -117,6 +122,7 @@ def _register_squash(app: typer.Typer) -> None:
             _warn(f"not written: {line}")
         for line in res.findings:
             _warn(line)
+        _secrets_note(res.secrets_redacted, keep_secrets, quiet or fmt is Format.json)
 
 
 def _register_scrub(app: typer.Typer) -> None:
@@ -195,6 +201,9 @@ def _register_slim(app: typer.Typer) -> None:
         fmt: Format = typer.Option(Format.text, "--format", "-f", help="Report format."),
         no_verify: bool = typer.Option(False, "--no-verify", help="Skip digest verification of the input."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No report, no progress."),
+        keep_secrets: bool = typer.Option(False, "--keep-secrets",
+                                          help="Copy secrets found in the history and config as they are "
+                                               "(default: redacted, as scrub does)."),
         source_args: SourceArgs = SOURCE_ARGS,
     ) -> None:
         """The multistage build after the fact: keep the given paths, the ELF closure of every program
@@ -215,8 +224,10 @@ def _register_slim(app: typer.Typer) -> None:
                               quiet=quiet or fmt is Format.json) as src:
             advance, stop = progress_reporter(src, quiet or fmt is Format.json)
             try:
+                ruleset, ignores = _secrets_setup() if not keep_secrets else (None, ())
                 res, plan = slim(src, spec, keep, entrypoint=entrypoint, compression=comp,
-                                 clamp=source_date_epoch(), progress=advance, dry_run=dry_run, command=cmd.strip())
+                                 clamp=source_date_epoch(), progress=advance, dry_run=dry_run, command=cmd.strip(),
+                                 keep_secrets=keep_secrets, ruleset=ruleset, ignores=ignores)
             finally:
                 stop()
         elapsed = time.perf_counter() - started
@@ -226,10 +237,33 @@ def _register_slim(app: typer.Typer) -> None:
             sys.stdout.write(document(doc))
         elif not quiet:
             render_slim_text(console(), res, plan, dry_run, elapsed)
+        if res.output:
+            _secrets_note(d.get("secrets_redacted", []), keep_secrets, quiet or fmt is Format.json)
         for line in d["missing"]:
             _warn(f"missing library: {line}")
         if d["missing"]:
             raise typer.Exit(1)
+
+
+def _secrets_note(redacted, keep_secrets: bool, quiet: bool) -> None:
+    """Say what squash/slim redacted from the config (stdout, in the summary), or warn about --keep-secrets."""
+    if keep_secrets:
+        from bilge.secrets.rewriting import KEEP_WARNING
+
+        _warn(KEEP_WARNING)
+        return
+    if quiet:
+        return
+    from bilge.format.common import console
+
+    con = console()
+    if redacted:
+        con.print(f"  secrets {len(redacted)} redacted from the history and config (--keep-secrets to copy them):",
+                  soft_wrap=True, markup=False)
+        for line in redacted:
+            con.print(f"          {line}", soft_wrap=True, markup=False)
+    else:
+        con.print("  secrets none found in the history and config", soft_wrap=True, markup=False)
 
 
 def _secrets_setup():

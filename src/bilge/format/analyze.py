@@ -60,7 +60,7 @@ def to_json(a: Analysis, ci: list[dict[str, Any]] | None = None, top: int | None
                 "index": r.index, "digest": r.digest, "diff_id": r.diff_id, "created_by": r.created_by,
                 "history_index": r.history_index, "instruction": r.instruction, "compression": r.compression,
                 "compressed_bytes": r.compressed_bytes, "uncompressed_bytes": r.uncompressed_bytes,
-                "layer_bytes": r.layer_bytes, "reclaimable_bytes": r.reclaimable_bytes,
+                "layer_bytes": r.layer_bytes, "reclaimable_bytes": r.reclaimable_bytes, "visible_bytes": r.visible_bytes,
                 "hides_bytes": r.hides_bytes, "entries": r.entries, "files_added": r.files_added,
                 "files_modified": r.files_modified, "files_deleted": r.files_deleted, "base": r.is_base,
             }

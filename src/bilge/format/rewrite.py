@@ -47,6 +47,8 @@ def squash_json(res, elapsed: float) -> dict[str, Any]:
                     "copied": r.copied} for r in res.output.layers],
         "dropped": list(res.dropped),
         "findings": list(res.findings),
+        "secrets_redacted": list(res.secrets_redacted),
+        "secrets_kept": res.secrets_kept,
         "seconds": round(elapsed, 3),
     }
 

@@ -17,6 +17,7 @@ from rich.text import Text
 from bilge.format.sarif import SarifResult, SarifRule, sarif_log
 from bilge.secrets.mask import redact
 from bilge.secrets.model import Finding, Report, ScanStats, Tally
+from bilge.secrets.precision import specific
 from bilge.secrets.rules import SEVERITIES, Ruleset, severity_rank
 from bilge.units import human_bytes
 
@@ -31,11 +32,25 @@ def _all_findings(report: Report) -> list[Finding]:
 
 
 def _redactor(report: Report, show_secrets: bool):
-    """A function that masks every secret the scan found (silenced ones included) in a text."""
-    pairs = [(f.secret, f.masked) for f in _all_findings(report) if f.secret]
+    """A function that masks secrets in a text.
+
+    Values found in a history line or config value are masked in that text (where they stand);
+    in any other text only values long and specific enough to be a credential by themselves
+    (:func:`bilge.secrets.precision.specific`) are masked, and never inside a longer word.
+    Silenced findings count too.
+    """
     if show_secrets:
         return lambda text: text
-    return lambda text: redact(text, pairs) if text else text
+    found = [f for f in _all_findings(report) if f.secret]
+    pairs = [(f.secret, f.masked) for f in found if specific(f.secret)]
+    standing: dict[str, list[tuple[str, str]]] = {}
+    for f in found:
+        if f.location.kind != "file" and f.location.instruction:
+            standing.setdefault(f.location.instruction, []).append((f.secret, f.masked))
+
+    def red(text: str) -> str:
+        return redact(text, pairs + standing.get(text, [])) if text else text
+    return red
 
 
 def match_text(f: Finding, show_secrets: bool) -> str:
@@ -97,6 +112,7 @@ def to_json(report: Report, *, show_secrets: bool = False) -> dict[str, Any]:
             "hidden_by": f.hidden_by,
             "hidden_how": f.hidden_how,
             "also_in_history": list(f.also_in_history),
+            "also_at": list(f.also_at),
             "match": match_text(f, show_secrets),
             "fingerprint": f.fingerprint,
             "fix": f.fix,
@@ -165,6 +181,10 @@ def _where_line(f: Finding) -> str:
             text += f" — {f.hidden_how or 'deleted'} in layer {f.hidden_by}, but layer {loc.layer} still ships it"
         else:
             text += " — present in the final filesystem"
+        if f.also_at:
+            more = ", ".join(f.also_at[:5])
+            extra = f" and {len(f.also_at) - 5} more" if len(f.also_at) > 5 else ""
+            text += f"  (also at {more}{extra})"
         return text
     if loc.kind == "history":
         layer = f"layer {loc.layer}" if loc.layer is not None else "no layer"

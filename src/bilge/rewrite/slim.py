@@ -161,8 +161,12 @@ def plan_slim(read: ReadFS, image: Image, keep_paths: Sequence[str], *, entrypoi
 def slim(src: ImageSource, output: str | OutputSpec | None, keep_paths: Sequence[str], *, entrypoint: bool = False,
          compression: Compression | None = None, clamp: int | None = None, verify: bool | None = None,
          progress: Callable[[Layer, int], None] | None = None, dry_run: bool = False,
-         command: str | None = None) -> tuple[RewriteResult, SlimPlan]:
-    """Keep the given paths, their ELF closure, the entrypoint's, and the essentials; drop the rest."""
+         command: str | None = None, keep_secrets: bool = False, ruleset: Any = None,
+         ignores: Sequence[Any] = ()) -> tuple[RewriteResult, SlimPlan]:
+    """Keep the given paths, their ELF closure, the entrypoint's, and the essentials; drop the rest.
+
+    Secrets ``bilge secrets`` finds in the history and config are redacted in the output unless
+    ``keep_secrets`` (see :mod:`bilge.secrets.rewriting`)."""
     from bilge.deps import ElfCollector
 
     image: Image = src.image
@@ -191,6 +195,13 @@ def slim(src: ImageSource, output: str | OutputSpec | None, keep_paths: Sequence
         "comment": f"bilge {__version__}: {what}" + (" and the entrypoint" if entrypoint and keep_paths else "")
                    + ", their library closure and essentials; dropped the rest",
     }
+    redacted: list[str] = []
+    if not keep_secrets:
+        from bilge.secrets.rewriting import redact_config_secrets
+
+        image, redacted = redact_config_secrets(image, ruleset=ruleset, ignores=ignores)
+    details["secrets_redacted"] = redacted
+    details["secrets_kept"] = keep_secrets
     config = rewrite_config(image, 0, entry, clamp=clamp)
     result = write_image(output, config, [NewLayer(squash_members(src, read, plan, counts, clamp=clamp))],
                          compression=compression, clamp=clamp)

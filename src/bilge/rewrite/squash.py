@@ -25,7 +25,7 @@ import posixpath
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from bilge import __version__
 from bilge.errors import BilgeError
@@ -272,6 +272,8 @@ class SquashResult:
     counts: SquashCounts
     dropped: tuple[str, ...]
     findings: tuple[str, ...]
+    secrets_redacted: tuple[str, ...] = ()  # what was redacted from the history and config
+    secrets_kept: bool = False  # --keep-secrets
 
 
 def resolve_start(image: Image, from_layer: int | None, base: Image | None) -> int:
@@ -301,9 +303,18 @@ def resolve_start(image: Image, from_layer: int | None, base: Image | None) -> i
 def squash(src: ImageSource, output: str | OutputSpec, *, from_layer: int | None = None, base: Image | None = None,
            compression: Compression | None = None, clamp: int | None = None, verify: bool | None = None,
            progress: Callable[[Layer, int], None] | None = None, verify_output: bool = True,
-           command: str | None = None, read: ReadFS | None = None) -> SquashResult:
-    """Squash ``src.image`` (an opened :class:`bilge.source.ImageSource`) from layer N on."""
+           command: str | None = None, read: ReadFS | None = None, keep_secrets: bool = False,
+           ruleset: Any = None, ignores: Sequence[Any] = ()) -> SquashResult:
+    """Squash ``src.image`` (an opened :class:`bilge.source.ImageSource`) from layer N on.
+
+    Secrets ``bilge secrets`` finds in the history and config are redacted in the output unless
+    ``keep_secrets`` (see :mod:`bilge.secrets.rewriting`)."""
     image: Image = src.image
+    redacted: list[str] = []
+    if not keep_secrets:
+        from bilge.secrets.rewriting import redact_config_secrets
+
+        image, redacted = redact_config_secrets(image, ruleset=ruleset, ignores=ignores)
     start = resolve_start(image, from_layer, base)
     read = read or read_fs(src, verify=verify, progress=progress)
     plan = plan_squash(read, start)
@@ -326,6 +337,7 @@ def squash(src: ImageSource, output: str | OutputSpec, *, from_layer: int | None
         bytes_saved=range_bytes - counts.body_bytes, input_bytes=image.compressed_bytes,
         output_bytes=result.layer_bytes, counts=counts, dropped=tuple(plan.dropped),
         findings=tuple(f.message for f in read.fs.findings if f.kind in ("unsafe-path", "hardlink-missing")),
+        secrets_redacted=tuple(redacted), secrets_kept=keep_secrets,
     )
 
 

@@ -23,6 +23,7 @@ from bilge.image import Image
 from bilge.secrets.ignore import IgnoreEntry, apply
 from bilge.secrets.imagecfg import scan_config, scan_history
 from bilge.secrets.model import Finding, Location, Report, ScanStats, Silenced
+from bilge.secrets.precision import fold_copies
 from bilge.secrets.rules import SEVERITIES, Ruleset, load_ruleset, severity_rank
 from bilge.secrets.scanner import FileVisitor, file_findings
 from bilge.secrets.textscan import Scanner
@@ -97,7 +98,7 @@ def scan_source(src: ImageSource, ruleset: Ruleset | None = None, *, files: bool
         fs = walk_image(src, **kwargs)
         stats.layers = max(stats.layers, len(image.layers))
         findings += file_findings(visitor.hits, fs.version_at)
-    return sort_findings(findings), stats
+    return fold_copies(sort_findings(findings)), stats
 
 
 def build_report(image: Image, findings: list[Finding], stats: ScanStats, *, threshold: str = "high",

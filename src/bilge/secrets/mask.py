@@ -12,6 +12,7 @@ password itself, which is one more reason to rotate what bilge finds.
 from __future__ import annotations
 
 import hashlib
+import re
 
 ELLIPSIS = "…"
 
@@ -39,9 +40,16 @@ def redact(text: str, values: list[tuple[str, str]]) -> str:
     """Replace every occurrence of each secret in ``text`` by its masked form.
 
     ``values`` holds (secret, masked) pairs; longer secrets are replaced first so that a secret
-    containing another is masked whole.
+    containing another is masked whole. A secret is never masked inside a longer word: the
+    value ``insta`` leaves ``install`` alone.
     """
     for secret, masked in sorted(values, key=lambda p: -len(p[0])):
         if secret and secret in text:
-            text = text.replace(secret, masked)
+            text = _bounded(secret).sub(lambda _m, m=masked: m, text)
     return text
+
+
+def _bounded(secret: str) -> re.Pattern[str]:
+    left = r"(?<![A-Za-z0-9])" if secret[0].isalnum() else ""
+    right = r"(?![A-Za-z0-9])" if secret[-1].isalnum() else ""
+    return re.compile(left + re.escape(secret) + right)

@@ -48,6 +48,7 @@ class Finding:
     hidden_how: str | None = None  # deleted | overwritten | opaque | parent replaced
     hidden_by: int | None = None  # the layer that hid it
     also_in_history: tuple[int, ...] = ()  # the same value in further history entries
+    also_at: tuple[str, ...] = ()  # the same value found by the same rule in further files ("/path:line")
     note: str = ""
 
     @property

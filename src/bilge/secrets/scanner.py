@@ -19,6 +19,7 @@ from bilge.secrets.credfiles import MAX_CREDFILE, parse_credfile, recognise
 from bilge.secrets.findings import make_finding
 from bilge.secrets.hit import Hit
 from bilge.secrets.model import Finding, Location, ScanStats
+from bilge.secrets.precision import judge_file_hit
 from bilge.secrets.textscan import FILE_CODE, FILE_CONFIG, NO_NAMES, Scanner, classify, dedupe
 
 CHUNK = 4 << 20
@@ -104,7 +105,7 @@ class FileVisitor:
         if not found:
             return
         # a credential-file hit and a text hit on the same value are one finding
-        merged = dedupe([h for h, _ in found])
+        merged = [judge_file_hit(h, path, first) for h in dedupe([h for h, _ in found])]
         lines = {(h.start, h.rule_id): line for h, line in found}
         created_by = layer.created_by if hasattr(layer, "created_by") else ""
         for h in merged:

@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 from bilge.secrets.hit import Hit
 from bilge.secrets.names import is_secret_name, shannon_entropy, value_kind
+from bilge.secrets.precision import judge_github, judge_oauth_basic
 from bilge.secrets.rules import NameRules, Rule, Ruleset
 from bilge.severity import rank as severity_rank
 
@@ -346,7 +347,17 @@ def _v_placeholder(m: re.Match[bytes], secret: str, names: NameRules) -> _Verdic
     return ()
 
 
+def _v_github(m: re.Match[bytes], secret: str, names: NameRules) -> _Verdict:
+    return judge_github(secret)
+
+
+def _v_oauth_basic(m: re.Match[bytes], secret: str, names: NameRules) -> _Verdict:
+    return judge_oauth_basic(secret)
+
+
 _VALIDATORS: dict[str, Callable[[re.Match[bytes], str, NameRules], _Verdict]] = {
+    "github": _v_github,
+    "oauth_basic": _v_oauth_basic,
     "pem": _v_pem,
     "jwt": _v_jwt,
     "basic_auth": _v_basic_auth,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from bilge.dockerfile.rules.base import Analysis, Finding, Rule, finding, measured
+from bilge.dockerfile.rules.base import Analysis, Finding, Rule, finding, line_list, measured
 from bilge.dockerfile.rules.common import CACHE_NAMES, cleanup_matches
 from bilge.dockerfile.runmodel import glob_prefix
 from bilge.units import human_bytes
@@ -47,24 +47,28 @@ _CACHE_FIX = {
 
 def check(an: Analysis) -> list[Finding]:
     out = []
-    later_cleaned: set[tuple[int, str]] = set()
-    for _ins, matches in cleanup_matches(an):
+    later_cleaned: dict[tuple[int, str], list[int]] = {}
+    for later, matches in cleanup_matches(an):
         for _what, creator, how in matches:
-            later_cleaned.add((creator.index, how))
+            later_cleaned.setdefault((creator.index, how), []).append(later.line)
     stages = [an.df.stages[i] for i in sorted(an.content)]
     for stage in stages:
         for ins in stage.instructions:
             if ins.keyword != "RUN":
                 continue
             facts = an.facts(ins)
-            # a cache a later RUN removes is reported once, as cleanup-later-layer
-            left = [c for c in facts.caches if c.cleaned is None and (ins.index, c.kind) not in later_cleaned]
+            # a cache a later RUN removes gets both findings: this one (the fix goes here) and
+            # cleanup-later-layer at the later RUN (issue 12)
+            left = [c for c in facts.caches if c.cleaned is None]
             if not left:
                 continue
             names = [CACHE_NAMES.get(c.kind, c.kind) for c in left]
             msg = f"{ins.short(60)} leaves the " + ", ".join(names) + f" in the layer of {an.role(stage)}"
             if ins.onbuild:
                 msg += " (ONBUILD: in every image built FROM this one)"
+            removed_at = sorted({n for c in left for n in later_cleaned.get((ins.index, c.kind), [])})
+            if removed_at:
+                msg += f"; the RUN at {line_list(removed_at)} removes it, which frees nothing"
             msg += "."
             fix = "; ".join(_CACHE_FIX.get(c.kind, RULE.fix) for c in left)
             fix = fix[0].upper() + fix[1:] + "."

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import bilge.dockerfile.secretnames as sn
 from bilge.dockerfile.dockerignore import walk_context
+from bilge.dockerfile.keyfiles import not_a_secret
 from bilge.dockerfile.parse import Instruction, Stage, join_path
 from bilge.dockerfile.rules.base import Analysis, Finding, Rule, finding, line_list, measured
 from bilge.dockerfile.rules.common import WHOLE_CONTEXT, context_sources, dest_of, flows_to_shipped, has_glob
@@ -50,9 +51,9 @@ def _credential_hits(an: Analysis, ins: Instruction) -> list[tuple[str, str]]:
         clean = src.strip("/") if src not in WHOLE_CONTEXT else "."
         clean = re.sub(r"^\./", "", clean) or "."
         label = sn.credential_file(clean) if clean != "." else None
+        dest_file = dest if len(sources) == 1 and not ins.args[-1].endswith("/") else posixpath.join(
+            dest, posixpath.basename(clean))
         if label is None and clean != ".":
-            dest_file = dest if len(sources) == 1 and not ins.args[-1].endswith("/") else posixpath.join(
-                dest, posixpath.basename(clean))
             label = sn.credential_file(dest_file)
         on_disk = ctx / clean if ctx is not None else None
         if label:
@@ -61,6 +62,8 @@ def _credential_hits(an: Analysis, ins: Instruction) -> list[tuple[str, str]]:
             if on_disk is not None and on_disk.is_file() and clean.endswith(".pem"):
                 if _private_key_file(on_disk) is False:
                     continue  # a certificate, not a key
+            if not has_glob(clean) and not_a_secret(clean, dest_file, on_disk):
+                continue  # a public key: by its content when at hand, else by its names (issue 12)
             hits.append((clean, label))
             continue
         if ctx is None or on_disk is None or not on_disk.exists():

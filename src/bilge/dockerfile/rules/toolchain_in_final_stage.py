@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 from bilge.dockerfile.parse import Instruction
+from bilge.dockerfile.purge import auto_purged
 from bilge.dockerfile.rules.base import Analysis, Finding, Rule, finding
 from bilge.dockerfile.rules.common import toolchain_packages, whole_layer
 from bilge.dockerfile.rules.single_stage_build import RULE as SINGLE_STAGE
@@ -43,6 +44,9 @@ def _installed_toolchain(an: Analysis, ins: Instruction, seq: list[Instruction])
         if p.virtual and toolchain_packages(p.names):
             installed.append(p.virtual)
     removed = {n for p in facts.removals for n in p.names}
+    purged, still_manual = auto_purged(facts.commands)
+    if purged:  # apt-mark auto + purge --auto-remove in this RUN: apt's installs are gone (issue 12)
+        removed |= {n for p in facts.installs if p.manager == "apt" for n in p.names if n not in still_manual}
     virtual_removed = {p.virtual for p in facts.installs if p.virtual and p.virtual in removed}
     tools = [n for n in dict.fromkeys(installed) if n not in removed and n not in virtual_removed]
     if virtual_removed:
