@@ -33,10 +33,12 @@ from bilge.layers import LayerStats, iter_layer
 
 CHUNK = 1 << 20
 
-# kind, size, mode, uid, gid, mtime, linkname, digest. digest: bytes (sha256), or (N, path) meaning
+# kind, size, mode, uid, gid, mtime, linkname, digest, body. digest: bytes (sha256), or (N, path) meaning
 # "shared layer N wrote this body at path; the other side hashed it", or None (not a regular file).
-Node = tuple[str, int, int, int, int, float, str, "bytes | tuple[int, str] | None"]
-KIND, SIZE, MODE, UID, GID, MTIME, LINK, DIGEST = range(8)
+# body: the path of the regular file holding the bytes (itself, or a hardlink's target), "" otherwise;
+# byte totals count each body once, as `du` and analyze's visible_bytes do.
+Node = tuple[str, int, int, int, int, float, str, "bytes | tuple[int, str] | None", str]
+KIND, SIZE, MODE, UID, GID, MTIME, LINK, DIGEST, BODY = range(9)
 
 
 @dataclass
@@ -120,11 +122,12 @@ def read_side(src: Any, *, verify: bool | None = None, skip_layers: Iterable[int
             d: bytes | tuple[int, str] | None = digests.get(id(body))
             if d is None and body.layer in skip:
                 d = (body.layer, body.path)
-            nodes[path] = ("file", body.size, v.mode, v.uid, v.gid, v.mtime, "", d if d is not None else b"")
+            nodes[path] = ("file", body.size, v.mode, v.uid, v.gid, v.mtime, "", d if d is not None else b"",
+                           body.path)
         elif v.kind == "hardlink":  # target missing: an empty file, as the engine would fail to make it
-            nodes[path] = ("file", 0, v.mode, v.uid, v.gid, v.mtime, "", hashlib.sha256(b"").digest())
+            nodes[path] = ("file", 0, v.mode, v.uid, v.gid, v.mtime, "", hashlib.sha256(b"").digest(), path)
         else:
-            nodes[path] = (v.kind, 0, v.mode, v.uid, v.gid, v.mtime, v.linkname, None)
+            nodes[path] = (v.kind, 0, v.mode, v.uid, v.gid, v.mtime, v.linkname, None, "")
     layer_bytes = sum(s.file_bytes for s in fs.layers)
     visible_bytes = sum(b.size for b in fs.visible_bodies().values())
     return Side(src.image, nodes, layer_bytes, visible_bytes, shared, hashed)
@@ -159,7 +162,7 @@ def _resolve(side: Side, other: Side) -> None:
             real = other.shared_digests.get(d)
             if real is None:  # cannot happen when both sides read the same layer; never call it equal
                 real = b"?" + d[1].encode()
-            side.nodes[path] = n[:DIGEST] + (real,)  # type: ignore[assignment]
+            side.nodes[path] = (*n[:DIGEST], real, n[BODY])  # type: ignore[assignment]
 
 
 def read_pair(src_a: Any, src_b: Any, *, verify: bool | None = None, jobs: int = 2) -> tuple[Side, Side]:
@@ -260,12 +263,27 @@ class Change:
     def delta(self) -> int:
         return self.b_size - self.a_size
 
+    def sizes(self, seen_a: set[str], seen_b: set[str]) -> tuple[int, int]:
+        """(a_size, b_size), each 0 when its body was already counted (hardlinks: one body, many paths)."""
+        sa = sb = 0
+        if self.a and self.a[SIZE] and self.a[BODY] not in seen_a:
+            seen_a.add(self.a[BODY])
+            sa = self.a[SIZE]
+        if self.b and self.b[SIZE] and self.b[BODY] not in seen_b:
+            seen_b.add(self.b[BODY])
+            sb = self.b[SIZE]
+        return sa, sb
+
     @property
     def changed_bytes(self) -> int:
         """Bytes that differ: a removed file's size, an added file's, the larger of a modified file's."""
-        if self.change == "modified" and "content" not in self.what:
-            return 0
-        return max(self.a_size, self.b_size) if self.change in ("modified", "type") else self.a_size + self.b_size
+        return _changed(self, self.a_size, self.b_size)
+
+
+def _changed(c: Change, a_size: int, b_size: int) -> int:
+    if c.change == "modified" and "content" not in c.what:
+        return 0
+    return max(a_size, b_size) if c.change in ("modified", "type") else a_size + b_size
 
 
 class Ignore:
@@ -347,12 +365,15 @@ def directory_of(path: str, depth: int) -> str:
 def group_changes(changes: Iterable[Change], depth: int) -> list[Group]:
     """Changes grouped by their directory cut at ``depth``; biggest (bytes that differ, then |delta|) first."""
     acc: dict[str, list[int]] = {}
+    seen: dict[str, tuple[set[str], set[str]]] = {}
     for c in changes:
-        g = acc.setdefault(directory_of(c.path, depth), [0, 0, 0, 0, 0, 0])
+        key = directory_of(c.path, depth)
+        g = acc.setdefault(key, [0, 0, 0, 0, 0, 0])
         g[0 if c.change == "added" else 1 if c.change == "removed" else 2] += 1
-        g[3] += c.a_size
-        g[4] += c.b_size
-        g[5] += c.changed_bytes
+        sa, sb = c.sizes(*seen.setdefault(key, (set(), set())))
+        g[3] += sa
+        g[4] += sb
+        g[5] += _changed(c, sa, sb)
     groups = [Group(d, *v) for d, v in acc.items()]
     groups.sort(key=lambda g: (-g.changed_bytes, -abs(g.delta), -(g.added + g.removed + g.modified), g.directory))
     return groups
@@ -504,15 +525,19 @@ class DiffResult:
         return out
 
     def bytes_by_change(self) -> dict[str, int]:
+        """Bytes added, removed, and of modified files before/after; each hardlinked body once."""
         out = {"added": 0, "removed": 0, "modified_a": 0, "modified_b": 0}
+        seen_a: set[str] = set()
+        seen_b: set[str] = set()
         for c in self.changes:
+            sa, sb = c.sizes(seen_a, seen_b)
             if c.change == "added":
-                out["added"] += c.b_size
+                out["added"] += sb
             elif c.change == "removed":
-                out["removed"] += c.a_size
+                out["removed"] += sa
             elif "content" in c.what or c.change == "type":
-                out["modified_a"] += c.a_size
-                out["modified_b"] += c.b_size
+                out["modified_a"] += sa
+                out["modified_b"] += sb
         return out
 
     @property
