@@ -92,17 +92,17 @@ def _pct(a: int, b: int) -> str:
     if p is None:
         return ""
     sign = "+" if p > 0 else "−" if p < 0 else "±"
-    return f"{sign}{abs(p):.0f}%"
+    return f"{sign}{abs(p):.1f}%" if abs(p) < 10 else f"{sign}{abs(p):.0f}%"
 
 
 def _signed(n: int) -> str:
     return ("+" if n > 0 else "−" if n < 0 else "±") + human_bytes(abs(n))
 
 
-def _table(*columns: tuple[str, str]) -> Table:
+def _table(*columns: tuple[str, str], wrap: tuple[str, ...] = ("A", "B", "path", "directory")) -> Table:
     t = Table(show_edge=False, pad_edge=False, box=None, header_style="bold")
     for name, justify in columns:
-        t.add_column(name, justify=justify, no_wrap=name not in ("A", "B", "path", "directory"))  # type: ignore[arg-type]
+        t.add_column(name, justify=justify, no_wrap=name not in wrap, overflow="ellipsis")  # type: ignore[arg-type]
     return t
 
 
@@ -171,7 +171,7 @@ def render_text(console, r: DiffResult, *, top: int = 10, history: bool = True) 
     if history and r.history:
         console.print()
         console.print("[bold]History[/bold] (= same instruction and layer, ~ changed, - only in A, + only in B)")
-        t = _table(("", "left"), ("#", "right"), ("A", "left"), ("#", "right"), ("B", "left"))
+        t = _table(("", "left"), ("#", "right"), ("A", "left"), ("#", "right"), ("B", "left"), wrap=())
         for h in r.history:
             t.add_row(h.op, _hidx(h.a), _htext(h.a, h.op == "=" and h.same_layer), _hidx(h.b), _htext(h.b, False))
         console.print(t)
@@ -213,7 +213,7 @@ def _hidx(i: HistoryItem | None) -> str:
 def _htext(i: HistoryItem | None, same: bool) -> str:
     if i is None:
         return ""
-    text = escape(_short(i.text or "(no instruction)", 52))
+    text = escape(_short(i.text or "(no instruction)", 44))
     if i.layer is not None and i.layer_bytes is not None:
         text += f" [dim]({human_bytes(i.layer_bytes)})[/dim]"
     return text
