@@ -247,3 +247,18 @@ def test_tar_builder_sanity():
     """The raw items used above really carry the uid (else the owner test would prove nothing)."""
     with tarfile.open(fileobj=io.BytesIO(layer_tar([owned("x", b"1", 1000)]))) as tf:
         assert tf.getmember("x").uid == 1000
+
+
+def test_cli_masks_secrets_unless_asked(tmp_path):
+    token = "ghp_" + "Zx9Yw8Vu7Ts6Rq5Po4Nm3Lk2Ji1Hg0Fe9Dc8"
+    tars = [layer_tar(BASE)]
+    hist = [{"created_by": f"|1 GITHUB_TOKEN={token} /bin/sh -c echo {token} > /dev/null"}]
+    a, b = tmp_path / "a.tar", tmp_path / "b.tar"
+    docker_archive(a, [BASE])
+    docker_archive(b, tars, config=config_for(tars, raw_history=hist, env=[f"GITHUB_TOKEN={token}"]))
+    for fmt in ("text", "json"):
+        proc = bilge("diff", str(a), str(b), "--format", fmt)
+        assert proc.returncode == 0, proc.stderr
+        assert token not in proc.stdout and "ghp_" in proc.stdout
+    proc = bilge("diff", str(a), str(b), "--format", "json", "--show-secrets")
+    assert token in proc.stdout
