@@ -31,7 +31,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from tests.tools import which  # noqa: E402  (how peers are run)
+from tests.tools import argv  # noqa: E402  (how peers are run)
 
 PY = sys.executable
 ENV = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "NO_COLOR": "1"}
@@ -61,20 +61,19 @@ def bilge(*args: str) -> list[str]:
 def baseline(a_oci: str, b_oci: str, tmp: Path) -> dict:
     """umoci unpack both (as root: real owners), then diff -rq and rsync -n --checksum of the trees."""
     out: dict = {}
-    umoci = which("umoci")
     dirs = []
     total = 0.0
     for name, ref in (("a", a_oci), ("b", b_oci)):
         bundle = tmp / f"bundle-{name}"
         shutil.rmtree(bundle, ignore_errors=True)
-        dt, rss, _ = timed([umoci, "unpack", "--image", ref, str(bundle)])
+        dt, rss, _ = timed([*argv("umoci"), "unpack", "--image", ref, str(bundle)])
         out[f"umoci_unpack_{name}"] = dt
         total += dt
         dirs.append(bundle / "rootfs")
-    dt, _, stdout = timed(["diff", "-rq", "--no-dereference", str(dirs[0]), str(dirs[1])], ok=(0, 1))
+    dt, _, stdout = timed([*argv("diff"), "-rq", "--no-dereference", str(dirs[0]), str(dirs[1])], ok=(0, 1))
     out["diff_rq"] = dt
     out["diff_rq_lines"] = len(stdout.splitlines())
-    dt, _, stdout = timed(["rsync", "-rlpgon", "--checksum", "--delete", "--itemize-changes",
+    dt, _, stdout = timed([*argv("rsync"), "-rlpgon", "--checksum", "--delete", "--itemize-changes",
                            f"{dirs[0]}/", f"{dirs[1]}/"])
     out["rsync_checksum"] = dt
     out["rsync_lines"] = len(stdout.splitlines())
