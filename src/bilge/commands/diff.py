@@ -23,7 +23,7 @@ def register(app: typer.Typer) -> None:
         a: str = typer.Argument(..., metavar="A", help="The first image: docker://, docker-daemon:, docker-archive:, "
                                                        "oci:, oci-archive: or a path (sniffed)."),
         b: str = typer.Argument(..., metavar="B", help="The second image, any reference (formats may differ)."),
-        platform: str = typer.Option(None, "--platform", help="os/arch[/variant], for multi-platform images."),
+        platform: str = typer.Option(None, "--platform", help="os/arch or os/arch/variant, for multi-platform images."),
         fmt: Format = typer.Option(Format.text, "--format", "-f", help="Output format."),
         ignore: list[str] = typer.Option(None, "--ignore", metavar="PATTERN",
                                          help="Leave out paths matching PATTERN (repeatable): with a / it is "
