@@ -134,16 +134,21 @@ def read_side(src: Any, *, verify: bool | None = None, skip_layers: Iterable[int
 
 
 def plan_shared(a: Image, b: Image) -> tuple[list[int], list[int]]:
-    """Split the layers both images share at the bottom of their stacks between the two sides,
-    balancing bytes: returns (layers A hashes, layers B hashes)."""
+    """Split the layers both images share at the bottom of their stacks between the two sides so that
+    the two reads finish together: returns (layers A hashes, layers B hashes).
+
+    A side's work is reading all its layers plus hashing its own layers' bodies; each shared layer
+    (largest first) goes to the side with less work so far. Stored sizes stand in for the work."""
     common = []
     for la, lb in zip(a.layers, b.layers, strict=False):
         if not la.diff_id or la.diff_id != lb.diff_id:
             break
         common.append(la)
+    n = len(common)
+    wa = sum(lay.size for lay in a.layers) + sum(lay.size for lay in a.layers[n:])
+    wb = sum(lay.size for lay in b.layers) + sum(lay.size for lay in b.layers[n:])
     a_part: list[int] = []
     b_part: list[int] = []
-    wa = wb = 0
     for layer in sorted(common, key=lambda lay: -lay.size):
         if wa <= wb:
             a_part.append(layer.index)
