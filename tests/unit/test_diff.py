@@ -262,3 +262,17 @@ def test_cli_masks_secrets_unless_asked(tmp_path):
         assert token not in proc.stdout and "ghp_" in proc.stdout
     proc = bilge("diff", str(a), str(b), "--format", "json", "--show-secrets")
     assert token in proc.stdout
+
+
+def test_shared_layers_go_to_the_side_with_less_work(tmp_path):
+    from bilge.diff import plan_shared
+
+    base = [layer_tar(BASE[:5]), layer_tar(BASE[5:])]
+    big = layer_tar([("file", "opt/big", os.urandom(300_000))])
+    docker_archive(tmp_path / "a.tar", base)
+    docker_archive(tmp_path / "b.tar", [*base, big])
+    with open_image(str(tmp_path / "a.tar")) as sa, open_image(str(tmp_path / "b.tar")) as sb:
+        assert plan_shared(sa.image, sb.image) == ([0, 1], [])  # B reads and hashes a big layer of its own
+        assert plan_shared(sb.image, sa.image) == ([], [0, 1])
+        ours, theirs = plan_shared(sa.image, sa.image)  # the same image: one shared layer each
+        assert sorted(ours + theirs) == [0, 1] and len(ours) == len(theirs) == 1
