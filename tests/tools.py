@@ -61,6 +61,8 @@ PEERS: dict[str, str] = {
     "realpath": "coreutils",
     "docker-registry": "docker-registry",
     "htpasswd": "apache2-utils",
+    "bwrap": "bubblewrap",  # what bilge slim --probe runs (its sandbox); listed for the CI log
+    "strace": "strace",  # what bilge slim --probe traces the sandbox with
 }
 
 

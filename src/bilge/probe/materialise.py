@@ -56,7 +56,13 @@ class Materialised:
 def new_top(parent: str | os.PathLike[str] | None = None, prefix: str = "bilge-probe-") -> Path:
     """A private temporary directory (registered with bilge.cleanup) that an unprivileged sandbox
     user may traverse (mode 0711: not list)."""
-    top = cleanup.mkdtemp(parent or tempfile.gettempdir(), prefix)
+    where = Path(parent or tempfile.gettempdir()).resolve()
+    if os.geteuid() == 0:  # the sandbox runs as nobody: it must reach the directory to mount it
+        for d in (where, *where.parents):
+            if not os.stat(d).st_mode & stat.S_IXOTH:
+                raise BilgeError(f"{d} is not searchable by other users, so the unprivileged sandbox cannot "
+                                 f"reach a root filesystem under {where}: set TMPDIR to a directory it can reach")
+    top = cleanup.mkdtemp(where, prefix)
     os.chmod(top, 0o711)
     return top
 

@@ -169,6 +169,9 @@ def run_probe(spec: sb.SandboxSpec, argv: Sequence[str], trace_file: Path) -> Pr
     with open(trace_file, encoding="utf-8", errors="surrogateescape") as fh:
         trace = parse(fh, spec.cwd)
     os.unlink(trace_file)
+    if trace.execs < 2 and not timed_out:
+        why = (err.decode("utf-8", "replace").strip().splitlines() or ["no message"])[-1]
+        raise BilgeError(f"probe {shlex.join(argv)!r}: the sandbox did not start ({why})")
     return ProbeRun(tuple(argv), proc.returncode, out, err, seconds, timed_out, trace)
 
 
@@ -215,6 +218,14 @@ class Session:
         self.close()
 
     def trace(self) -> ProbeOutcome:
+        """Materialise the image and run every probe on it; on any error the directory is removed."""
+        try:
+            return self._trace()
+        except BaseException:
+            self.close()
+            raise
+
+    def _trace(self) -> ProbeOutcome:
         sb.find_tool("bwrap")
         sb.find_tool("strace")
         image = self.src.image

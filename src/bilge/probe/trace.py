@@ -46,6 +46,7 @@ class Trace:
     accesses: list[Access] = field(default_factory=list)
     executed: list[str] = field(default_factory=list)  # successful execve targets
     opened: list[str] = field(default_factory=list)  # paths an open returned (3</real/path>)
+    execs: int = 0  # execve calls seen: 0 = strace did not start bwrap, 1 = bwrap never ran the probe
 
     def found(self) -> set[str]:
         return {a.path for a in self.accesses if a.ok} | set(self.opened) | set(self.executed)
@@ -169,6 +170,7 @@ def parse(lines: Iterable[str], workdir: str = "/") -> Trace:
         name, args, ret = c.groups()
         if name in ("execve", "execveat"):
             execs += 1
+            trace.execs = execs
             if execs == 1:
                 continue  # bwrap itself
         if execs < 2:
