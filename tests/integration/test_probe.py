@@ -148,31 +148,49 @@ def test_probe_slim_runs_in_the_engine_with_the_same_output(py_image, tmp_path):
         docker_rmi(tag)
 
 
-def test_enoent_report_names_the_file_removed_on_purpose(py_image, tmp_path):
+def test_enoent_report_names_the_file_removed_on_purpose(py_image, work):
+    """The same plan as slim's, less one file the probe needs: the slim run fails and the report
+    names that file (found by the original run, not found by the slim one)."""
+    from bilge.deps import ElfCollector
+    from bilge.rewrite import _Without, plan_slim
+
     needed = "usr/lib/python3/dist-packages/yaml/__init__.py"
-    out = tmp_path / "broken.tar"
+    collector = ElfCollector()
     with open_image(str(py_image.archive)) as src:
-        res, _ = slim(src, f"oci-archive:{out}", [], probe=ProbeOptions(parse_probes([PROBE])), drop=[needed])
-    probe = res.details["probe"]
-    assert not probe["ok"]
-    (check,) = probe["probes"]
-    assert check["slim"]["exit_code"] != 0
-    assert "/" + needed in check["missing"]
-    assert res.output is None and not out.exists()  # no image written when the probes fail
+        read = read_fs(src, visitors=[collector])
+        with Session(src, read, ProbeOptions(parse_probes([PROBE]), tmpdir=str(work))) as session:
+            outcome = session.trace()
+            splan = plan_slim(read, src.image, [], entrypoint=True, view=collector.view(read.fs),
+                              traced=outcome.found, traced_missing=outcome.not_found, programs=outcome.programs)
+            assert splan.keep(needed)
+            session.verify(_Without(splan.keep, {needed}))
+            (check,) = outcome.checks
+            assert not outcome.ok and check.slim.exit_code != 0
+            assert "/" + needed in check.missing
+            assert check.original.stdout and b"yaml" in check.slim.stderr  # a namespace package now: no yaml.load
+            session.verify(splan.keep)  # and with it, the probe passes again
+            assert outcome.ok
+    assert list(work.iterdir()) == []
 
 
-def test_cli_dry_run_and_failure_report(py_image, tmp_path):
-    env = {**os.environ, "NO_COLOR": "1"}
-    proc = subprocess.run([sys.executable, "-m", "bilge", "slim", str(py_image.archive), "--probe", PROBE,
+def test_cli_probe_dry_run_and_interpreter_hint(base_layer, tmp_path, work):
+    ref = image_of(tmp_path / "small.tar", [base_layer], {"Cmd": ["grep", "-c", "root", "/etc/passwd"]})
+    env = {**os.environ, "NO_COLOR": "1", "TMPDIR": str(work)}
+    proc = subprocess.run([sys.executable, "-m", "bilge", "slim", ref, "--probe", "grep -c root /etc/passwd",
                            "--dry-run", "--format", "json"], capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     assert doc["dry_run"] and doc["output"] is None and doc["probe"]["ok"]
-    assert "/app/app.py" in doc["kept"]
+    assert {"/etc/passwd", "/usr/bin/grep"} <= set(doc["kept"])
+    (p,) = doc["probe"]["probes"]
+    assert p["original"]["exit_code"] == 0 and p["slim"]["exit_code"] == 0
+    assert doc["kept_by_origin"]["traced"]["files"] >= 2
     # without --probe, an interpreter entrypoint gets the hint
-    proc = subprocess.run([sys.executable, "-m", "bilge", "slim", str(py_image.archive), "--entrypoint",
-                           "--dry-run", "-q"], capture_output=True, text=True, env=env, timeout=600)
+    ref = image_of(tmp_path / "interp.tar", [base_layer], {"Cmd": ["python3", "/app/app.py"]})
+    proc = subprocess.run([sys.executable, "-m", "bilge", "slim", ref, "--entrypoint", "--dry-run", "-q"],
+                          capture_output=True, text=True, env=env, timeout=600)
     assert "--probe" in proc.stderr and "python3" in proc.stderr
+    assert list(work.iterdir()) == []
 
 
 # ---------------------------------------------------------------------------------------------
