@@ -303,6 +303,8 @@ def test_hostile_image_nothing_escapes_and_setuid_is_not_honoured(base_layer, tm
         ("file", "proc/fake-status", b"shipped /proc"),
         ("file", "dev/sda", b"shipped /dev"),
         ("dir", "home/user", 0o755),
+        ("symlink", "run", str(host)),  # where the sandbox mounts a tmpfs: replaced by a directory
+        ("symlink", "var", "/etc"),  # on the way to /var/tmp: that mount is left out
     ])
     ref = image_of(tmp_path / "hostile.tar", [base_layer, hostile], {"User": "1000:1000"})
     probes = [f"cat {host}/target.txt", "cat /host-abs/target.txt", "cat /host-rel/target.txt",
@@ -323,6 +325,8 @@ def test_hostile_image_nothing_escapes_and_setuid_is_not_honoured(base_layer, tm
                 assert not st.st_mode & (stat.S_ISUID | stat.S_ISGID)
         assert (rootfs / "host-abs").is_dir() and not (rootfs / "host-abs").is_symlink()
         assert os.readlink(rootfs / "host-rel").endswith(str(host).lstrip("/"))
+        assert (rootfs / "run").is_dir() and not (rootfs / "run").is_symlink()
+        assert os.readlink(rootfs / "var") == "/etc" and not (rootfs / "etc/tmp").exists()
     finally:
         session.close()
     assert sorted(p.name for p in host.iterdir()) == ["target.txt"]  # the host directory is untouched

@@ -154,10 +154,18 @@ class Writer:
         os.link(sname, name, src_dir_fd=spfd, dst_dir_fd=pfd, follow_symlinks=False)
 
     def ensure_mount_points(self) -> None:
+        """Make /proc, /dev, /sys, /tmp, /var/tmp and /run directories where the sandbox mounts its own
+        (a symlink there is replaced; one on the way, e.g. /var -> elsewhere, leaves that one out)."""
         for path in MOUNT_POINTS:
             parts = path.split("/")
-            for i in range(1, len(parts) + 1):
-                self.mkdir("/".join(parts[:i]), 0o1777 if parts[i - 1] == "tmp" else 0o755)
+            try:
+                for i in range(1, len(parts)):
+                    st = os.stat("/".join(parts[:i]), dir_fd=self.root_fd, follow_symlinks=False)
+                    if not stat.S_ISDIR(st.st_mode):
+                        raise NotADirectoryError(path)
+                self.mkdir(path, 0o1777 if parts[-1] == "tmp" else 0o755)
+            except OSError:
+                continue
 
 
 def _skipped_tree(path: str) -> bool:
@@ -201,7 +209,10 @@ def _write(writer: Writer, out: Materialised, path: str, kind: str, mode: int, l
     elif kind == "symlink":
         writer.symlink(path, linkname)
     elif kind == "hardlink":
-        writer.link(path, linkname)
+        try:
+            writer.link(path, linkname)
+        except OSError as exc:
+            out.skipped.append(f"/{path}: hardlink to /{linkname} not created ({exc.strerror})")
     else:
         out.skipped.append(f"/{path}: {kind} (not created)")
 
@@ -237,6 +248,25 @@ def link_tree(full: Materialised, read: ReadFS, keep: Callable[[str, Version], b
     except BaseException:
         cleanup.remove(top)
         raise
+
+
+def mount_points(rootfs: Path) -> list[str]:
+    """The MOUNT_POINTS that are real directories (no symlink on the way) under ``rootfs``."""
+    out = []
+    for path in MOUNT_POINTS:
+        cur = rootfs
+        ok = True
+        for comp in path.split("/"):
+            cur = cur / comp
+            try:
+                ok = stat.S_ISDIR(os.lstat(cur).st_mode)
+            except OSError:
+                ok = False
+            if not ok:
+                break
+        if ok:
+            out.append("/" + path)
+    return out
 
 
 def _kept(read: ReadFS, keep: Callable[[str, Version], bool]) -> Iterator[tuple[str, Version]]:

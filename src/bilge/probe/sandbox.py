@@ -37,6 +37,7 @@ class SandboxSpec:
     gid: int = 0
     timeout: float = 60.0
     memory: int = 4 << 30  # bytes of address space
+    mounts: tuple[str, ...] = ("/proc", "/dev", "/tmp", "/var/tmp", "/run")  # real directories in rootfs
 
 
 def find_tool(name: str) -> str:
@@ -63,8 +64,9 @@ def bwrap_argv(spec: SandboxSpec, command: Sequence[str]) -> list[str]:
         find_tool("bwrap"),
         "--unshare-all", "--unshare-user", "--die-with-parent", "--new-session",
         "--ro-bind", str(spec.rootfs), "/",
-        "--proc", "/proc", "--dev", "/dev",
-        "--tmpfs", "/tmp", "--tmpfs", "/var/tmp", "--tmpfs", "/run",
+        *(["--proc", "/proc"] if "/proc" in spec.mounts else []),
+        *(["--dev", "/dev"] if "/dev" in spec.mounts else []),
+        *[a for m in ("/tmp", "/var/tmp", "/run") if m in spec.mounts for a in ("--tmpfs", m)],
         "--uid", str(spec.uid), "--gid", str(spec.gid),
         "--hostname", "bilge-probe",
         "--chdir", spec.cwd or "/",

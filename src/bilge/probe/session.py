@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from bilge.errors import BilgeError
 from bilge.probe import sandbox as sb
-from bilge.probe.materialise import Materialised, link_tree, materialise, read_image_file
+from bilge.probe.materialise import Materialised, link_tree, materialise, mount_points, read_image_file
 from bilge.probe.trace import STRACE_ARGS, Trace, image_paths, parse
 
 if TYPE_CHECKING:
@@ -192,7 +192,10 @@ def sandbox_spec(rootfs: Path, read: ReadFS, image: Image, opts: ProbeOptions) -
 
     uid, gid = sb.image_user(config, image_file("etc/passwd"), image_file("etc/group"))
     workdir = str(config.get("WorkingDir") or "/")
-    return sb.SandboxSpec(rootfs, sb.image_env(config), workdir, uid, gid, opts.timeout, opts.memory)
+    mounts = tuple(mount_points(rootfs))
+    if "/proc" not in mounts or "/dev" not in mounts:
+        raise BilgeError("the image's /proc or /dev cannot be made a directory: no sandbox for it")
+    return sb.SandboxSpec(rootfs, sb.image_env(config), workdir, uid, gid, opts.timeout, opts.memory, mounts)
 
 
 class Session:
