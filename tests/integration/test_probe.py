@@ -268,6 +268,19 @@ def test_probe_past_its_timeout_fails_cleanly_and_leaves_nothing(base_layer, tmp
     assert list(work.iterdir()) == []
 
 
+def test_memory_limit_stops_a_probe_that_allocates_too_much(base_layer, tmp_path, work):
+    ref = image_of(tmp_path / "base.tar", [base_layer])
+    grow = "bash -c 'x=$(head -c 400000000 /dev/zero | tr \"\\0\" x); echo ${#x}'"
+    session, outcome = trace(ref, [grow, "bash -c 'x=$(head -c 4000 /dev/zero | tr \"\\0\" x); echo ${#x}'"],
+                             work, memory=192 << 20)
+    try:
+        big, small = (c.original for c in outcome.checks)
+        assert big.exit_code != 0 and b"400000000" not in big.stdout
+        assert small.exit_code == 0 and small.stdout == b"4000\n"  # the limit, not the sandbox, stopped it
+    finally:
+        session.close()
+
+
 def test_cli_bad_probe_input_is_one_line_exit_2(base_layer, tmp_path):
     ref = image_of(tmp_path / "base.tar", [base_layer])
     env = {**os.environ, "NO_COLOR": "1"}

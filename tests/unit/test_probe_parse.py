@@ -8,8 +8,8 @@ import pytest
 
 from bilge.errors import BilgeError
 from bilge.probe.sandbox import SandboxSpec, bwrap_argv, image_user
-from bilge.probe.session import interpreter_entrypoint, parse_probes
-from bilge.probe.trace import image_paths, parse, split_args, unescape
+from bilge.probe.session import ProbeRun, compare, interpreter_entrypoint, parse_probes
+from bilge.probe.trace import Trace, image_paths, parse, split_args, unescape
 
 TRACE = r"""7983  execve("/usr/bin/bwrap", ["bwrap", "--unshare-all"], 0x7ffce830f1c8 /* 35 vars */) = 0
 7983  openat(AT_FDCWD</work>, "/host/only/path", O_RDONLY|O_CLOEXEC) = 3</host/only/path>
@@ -103,3 +103,16 @@ def test_bwrap_command_line_isolates(tmp_path):
     assert "--setenv A 1" in joined and "BAD=NAME" not in joined and "--setenv PATH" in joined
     assert "--bind" not in args  # nothing of the host is mounted writable
     assert args[-3:] == ["--", "prog", "arg"]
+
+
+def _run(code: int, out: bytes, timed_out: bool = False) -> ProbeRun:
+    return ProbeRun(("prog",), code, out, b"", 0.1, timed_out, Trace())
+
+
+def test_compare_modes():
+    orig = _run(0, b"12:00:01\n")
+    assert compare(orig, _run(0, b"12:00:01\n"), "output") == (True, "")
+    assert compare(orig, _run(0, b"12:00:02\n"), "output")[0] is False
+    assert compare(orig, _run(0, b"12:00:02\n"), "exit") == (True, "")  # --probe-compare exit
+    assert compare(orig, _run(1, b"12:00:01\n"), "exit") == (False, "exit code 1 (original 0)")
+    assert compare(orig, _run(0, b"", timed_out=True), "exit")[0] is False
