@@ -17,7 +17,9 @@ from __future__ import annotations
 import io
 import json
 import os
+import random
 import shutil
+import signal
 import socket
 import stat
 import subprocess
@@ -250,7 +252,7 @@ def _sleepers(tag: str) -> list[int]:
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if tag.encode() in (entry / "cmdline").read_bytes():
+                if (entry / "cmdline").read_bytes() == b"sleep\0" + tag.encode() + b"\0":  # the probe itself
                     found.append(int(entry.name))
             except OSError:
                 pass
@@ -279,6 +281,30 @@ def test_memory_limit_stops_a_probe_that_allocates_too_much(base_layer, tmp_path
         assert small.exit_code == 0 and small.stdout == b"4000\n"  # the limit, not the sandbox, stopped it
     finally:
         session.close()
+
+
+def test_sigterm_during_a_probe_leaves_no_directory_and_no_process(base_layer, tmp_path, work):
+    ref = image_of(tmp_path / "base.tar", [base_layer])
+    env = {**os.environ, "NO_COLOR": "1", "TMPDIR": str(work)}
+    token = f"{random.randint(100, 999)}.{random.randint(100000, 999999)}"  # this run's probe: sleep TOKEN
+    proc = subprocess.Popen([sys.executable, "-m", "bilge", "slim", ref, "--probe", f"sleep {token}", "--dry-run"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    try:
+        deadline = time.monotonic() + 240
+        while not _sleepers(token) and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        assert _sleepers(token), proc.communicate()
+        assert list(work.iterdir())  # the materialised root exists while the probe runs
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 128 + signal.SIGTERM, err
+        time.sleep(0.5)
+        assert _sleepers(token) == []
+        assert list(work.iterdir()) == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def test_cli_bad_probe_input_is_one_line_exit_2(base_layer, tmp_path):
