@@ -28,7 +28,7 @@ import copy
 import posixpath
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from bilge import __version__
@@ -641,15 +641,13 @@ class RewriteResult:
 def slim(src: ImageSource, output: str | OutputSpec | None, keep_paths: Sequence[str], *, entrypoint: bool = False,
          compression: Compression | None = None, clamp: int | None = None, verify: bool | None = None,
          progress: Callable[[Layer, int], None] | None = None, dry_run: bool = False,
-         command: str | None = None, probe: Any = None,
-         drop: Sequence[str] = ()) -> tuple[RewriteResult, SlimPlan]:
+         command: str | None = None, probe: Any = None) -> tuple[RewriteResult, SlimPlan]:
     """Keep the given paths, their ELF closure, the entrypoint's, and the essentials; drop the rest.
 
     ``probe`` (:class:`bilge.probe.ProbeOptions`) runs the image's own programs in a sandbox, keeps
     what they touched, and verifies the result by running them again on the slimmed filesystem
     (see :mod:`bilge.probe`); ``details["probe"]`` says how that went and no image is written when
-    the slim runs differ from the original ones. ``drop`` removes paths from the keep set after
-    planning (a test's way to break an image on purpose)."""
+    the slim runs differ from the original ones."""
     from bilge.deps import ElfCollector
 
     image: Image = src.image
@@ -670,19 +668,14 @@ def slim(src: ImageSource, output: str | OutputSpec | None, keep_paths: Sequence
         has_entry = bool(config.get("Entrypoint") or config.get("Cmd"))
         splan = plan_slim(read, image, keep_paths, entrypoint=entrypoint or has_entry, view=collector.view(read.fs),
                           traced=outcome.found, traced_missing=outcome.not_found, programs=outcome.programs)
-        keep = splan.keep
-        if drop:
-            gone = {p.strip("/") for p in drop}
-            keep = _Without(splan.keep, gone)  # type: ignore[assignment]
-            splan = replace(splan, keep=keep)
-        session.verify(keep)
+        session.verify(splan.keep)
     return _slim_planned(src, read, output, keep_paths, entrypoint=entrypoint, splan=splan,
                          compression=compression, clamp=clamp, dry_run=dry_run or not outcome.ok,
                          command=command, outcome=outcome)
 
 
 class _Without(KeepSet):
-    """A keep set less some paths."""
+    """A keep set less some paths (how a test breaks a slim plan on purpose)."""
 
     def __init__(self, base: KeepSet, gone: set[str]) -> None:
         super().__init__(base.exact, base.trees, base.reasons, base.parents)
