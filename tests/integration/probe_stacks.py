@@ -104,7 +104,7 @@ CMD ["node", "/app/app.js"]
         "r.on(\"data\", d => b += d); r.on(\"end\", () => { console.log(r.statusCode, b); s.close(); }); }))'",
         "node --version",
     ),
-    keep=("/app", "/usr/share/nodejs", "/usr/lib/nodejs"),
+    keep=("/app", "/usr/share/nodejs", "/usr/lib/x86_64-linux-gnu/nodejs"),
 )
 
 RAILS_APP = """\
