@@ -561,7 +561,10 @@ def plan_slim(read: ReadFS, image: Image, keep_paths: Sequence[str], *, entrypoi
     for path in programs:
         real = fs.resolve(path)
         v = fs.lookup(real) if real else None
-        if v is not None and v.body is not None and view is not None and view.elf("/" + real) is not None:
+        # an ELF object, or a #! script: the kernel loads a script's interpreter (and an ELF program's
+        # loader) without a system call strace could show, so the closure must bring them
+        if v is not None and v.body is not None and view is not None and (
+                view.elf("/" + real) is not None or (view.read_small("/" + real, 2) or b"").startswith(b"#!")):
             binaries.append("/" + real)
     binaries = list(dict.fromkeys(binaries))
     notes: list[str] = []
