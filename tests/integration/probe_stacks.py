@@ -155,7 +155,8 @@ CMD ["ruby", "-e", "require '/app/app'; puts Rails.application.class"]
         "passenger --version",
     ),
     keep=("/app", "/usr/lib/ruby", "/usr/share/rubygems-integration", "/var/lib/gems",
-          "/usr/lib/x86_64-linux-gnu/ruby", "/usr/share/ruby-rails", "/usr/bin/passenger"),
+          "/usr/lib/x86_64-linux-gnu/ruby", "/usr/lib/x86_64-linux-gnu/rubygems-integration",
+          "/usr/share/passenger", "/usr/bin/passenger"),
 )
 
 STACKS = {s.name: s for s in (FLASK, EXPRESS, RAILS)}
