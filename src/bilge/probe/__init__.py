@@ -9,10 +9,13 @@ Modules (each small, each usable alone):
   ``/`` (read-only), no network, a fresh /proc, a minimal /dev, tmpfs /tmp, an unprivileged uid;
 * :mod:`bilge.probe.trace` -- ``strace -f`` around the sandbox, and the parser of its output into the
   image paths the probe touched (found or not);
-* :mod:`bilge.probe.keep` -- what a trace adds to slim's keep set (the paths, the symlinks on the
-  way, the ELF objects whose closure comes along);
 * :mod:`bilge.probe.session` -- run every probe on the full filesystem, then on the slimmed one, and
   compare.
+
+What a trace adds to slim's keep set (the paths, the symlinks on the way, the ELF objects and ``#!``
+scripts whose closure comes along) is :func:`bilge.rewrite.plan_slim`'s ``traced``,
+``traced_missing`` and ``programs``; :func:`bilge.rewrite.slim` with ``probe=ProbeOptions(...)``
+runs the whole thing.
 """
 
 from __future__ import annotations
