@@ -24,8 +24,8 @@ LEAVES = {  # vocabulary modules: nothing of bilge but errors
     "bilge.severity", "bilge.units", "bilge.history", "bilge.compression", "bilge.secrets.hit", "bilge.errors",
     "bilge.symlinks",
 }
-ANALYSES = ("bilge.analyze", "bilge.deps", "bilge.dockerfile", "bilge.secrets", "bilge.rewrite", "bilge.fs",
-            "bilge.layers", "bilge.history", "bilge.units", "bilge.severity")
+ANALYSES = ("bilge.analyze", "bilge.deps", "bilge.diff", "bilge.dockerfile", "bilge.secrets", "bilge.rewrite", "bilge.fs",
+            "bilge.fstree", "bilge.probe", "bilge.layers", "bilge.history", "bilge.units", "bilge.severity")
 
 
 def _modules() -> dict[str, Path]:

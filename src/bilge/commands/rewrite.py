@@ -193,6 +193,21 @@ def _register_slim(app: typer.Typer) -> None:
                                                           "Programs among them bring their library closure."),
         entrypoint: bool = typer.Option(False, "--entrypoint", help="Keep the Entrypoint/Cmd programs and their "
                                                                     "closure."),
+        probe: list[str] = typer.Option([], "--probe", metavar="'CMD ARG...'",
+                                        help="RUNS THE IMAGE'S CODE: run this command (repeatable) in a sandbox "
+                                             "built from the image (bwrap: no network, no host file, an "
+                                             "unprivileged user), keep every file it touches plus their library "
+                                             "closure, then run it again on the slimmed filesystem and fail "
+                                             "unless its exit code and stdout are the same. Needs bwrap and strace."),
+        probe_file: str = typer.Option(None, "--probe-file", metavar="FILE",
+                                       help="More probes, one command line per line (# comments)."),
+        probe_timeout: float = typer.Option(60.0, "--probe-timeout", min=0.1,
+                                            help="Wall-clock limit of each probe run, in seconds."),
+        probe_memory: int = typer.Option(4096, "--probe-memory", min=64,
+                                         help="Address-space limit of each probe run, in MiB."),
+        probe_compare: str = typer.Option("output", "--probe-compare", metavar="output|exit",
+                                          help="What must match after slimming: exit code and stdout (output), "
+                                               "or the exit code only (exit), for programs whose output varies."),
         output: str = typer.Option(None, "--output", "-o", help=OUTPUT_HELP),
         dry_run: bool = typer.Option(False, "--dry-run", help="Print what would be kept and its size; write nothing."),
         compression: CompressionKind = typer.Option(CompressionKind.gzip, "--compression", help="Layer compression."),
@@ -214,20 +229,34 @@ def _register_slim(app: typer.Typer) -> None:
         from bilge.sink import parse_output, source_date_epoch
         if not dry_run and not output:
             raise BilgeError("slim needs -o OUT (or --dry-run)")
+        if probe_compare not in ("output", "exit"):
+            raise BilgeError(f"--probe-compare {probe_compare}: expected output or exit")
+        probes = None
+        if probe or probe_file:
+            from bilge.probe import ProbeOptions, parse_probes
+
+            probes = ProbeOptions(parse_probes(probe, probe_file), timeout=probe_timeout,
+                                  memory=probe_memory << 20, compare=probe_compare)
         spec = parse_output(output) if output and not dry_run else None
         comp = _compression(compression, level)
         if output:
             _check_output_compat(output, compression)
         started = time.perf_counter()
         cmd = "bilge slim " + " ".join(f"--keep {k}" for k in keep) + (" --entrypoint" if entrypoint else "")
+        if probes is not None:
+            import shlex
+
+            cmd += "".join(f" --probe {shlex.quote(shlex.join(p))}" for p in probes.probes)
         with source_args.open(reference, platform=platform, verify=not no_verify,
                               quiet=quiet or fmt is Format.json) as src:
             advance, stop = progress_reporter(src, quiet or fmt is Format.json)
             try:
                 ruleset, ignores = _secrets_setup() if not keep_secrets else (None, ())
+                if probes is None:
+                    _interpreter_hint(src.image)
                 res, plan = slim(src, spec, keep, entrypoint=entrypoint, compression=comp,
                                  clamp=source_date_epoch(), progress=advance, dry_run=dry_run, command=cmd.strip(),
-                                 keep_secrets=keep_secrets, ruleset=ruleset, ignores=ignores)
+                                 keep_secrets=keep_secrets, ruleset=ruleset, ignores=ignores, probe=probes)
             finally:
                 stop()
         elapsed = time.perf_counter() - started
@@ -241,7 +270,14 @@ def _register_slim(app: typer.Typer) -> None:
             _secrets_note(d.get("secrets_redacted", []), keep_secrets, quiet or fmt is Format.json)
         for line in d["missing"]:
             _warn(f"missing library: {line}")
-        if d["missing"]:
+        failed = [c for c in d.get("probe", {}).get("probes", []) if not c["ok"]]
+        for c in failed:
+            _warn(f"probe {c['probe']}: after slimming, {c['why']}" + ("; not found in the slimmed filesystem "
+                  "(found in the original): " + ", ".join(c["missing"][:20]) if c["missing"] else ""))
+        if failed:
+            _warn("no image written: the slimmed filesystem does not pass the probes (add --keep PATH for "
+                  "what is missing)")
+        if d["missing"] or failed:
             raise typer.Exit(1)
 
 
@@ -264,6 +300,16 @@ def _secrets_note(redacted, keep_secrets: bool, quiet: bool) -> None:
             con.print(f"          {line}", soft_wrap=True, markup=False)
     else:
         con.print("  secrets none found in the history and config", soft_wrap=True, markup=False)
+
+
+def _interpreter_hint(image) -> None:
+    from bilge.probe.session import interpreter_entrypoint
+
+    found = interpreter_entrypoint(dict(image.container_config))
+    if found:
+        _warn(f"the entrypoint runs {found}, which loads files at run time that the library closure cannot "
+              "see: the result may miss them. --probe 'CMD ARG...' runs the program and keeps what it opens.")
+
 
 
 def _secrets_setup():

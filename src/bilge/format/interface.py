@@ -1,7 +1,7 @@
 """The one small interface of bilge's output layer (after pip-audit's ``_format/interface.py``).
 
 Analyses return data only (``bilge.analyze.Analysis``, ``bilge.deps.DepsResult``, lint findings, a secrets
-``Report``, a rewrite result); everything that turns data into output lives in this package, one module
+``Report``, a rewrite result, a ``DiffResult``); everything that turns data into output lives in this package, one module
 per kind of result, each offering the same three names:
 
 - ``SCHEMA``: the id of its JSON document (``bilge.<command>/1``);
@@ -34,6 +34,7 @@ class Renderer(Protocol):
 RENDERERS: dict[str, str] = {
     "analyze": "bilge.format.analyze",
     "deps": "bilge.format.deps",
+    "diff": "bilge.format.diff",
     "lint": "bilge.format.lint",
     "secrets": "bilge.format.secrets",
     "rewrite": "bilge.format.rewrite",

@@ -124,3 +124,23 @@ def render_slim_text(con, res, plan, dry_run: bool, elapsed: float) -> None:
     if res.output:
         con.print(f"  layers  {res.layers_in} -> {len(res.output.layers)};  stored "
                   f"{human_bytes(res.input_bytes)} -> {human_bytes(res.output_bytes)};  {elapsed:.1f}s")
+    if "probe" in d:
+        render_probe_text(con, d)
+
+
+def render_probe_text(con, d) -> None:
+    """What ``slim --probe`` ran and kept (``details["probe"]``)."""
+    p = d["probe"]
+    origins = d.get("kept_by_origin", {})
+    con.print("  kept by origin: " + ", ".join(
+        f"{name} {v['files']} files {human_bytes(v['bytes'])}" for name, v in sorted(origins.items())),
+        soft_wrap=True, markup=False)
+    con.print(f"  probes  {len(p['probes'])} run in {p['probe_seconds']:.1f}s, {p['traced_paths']} image paths "
+              f"touched; filesystem materialised in {p['materialise_seconds']:.1f}s, verified in "
+              f"{p['verify_seconds']:.1f}s", soft_wrap=True, markup=False)
+    for c in p["probes"]:
+        o, s = c["original"], c["slim"]
+        state = "same result on the slimmed filesystem" if c["ok"] else f"FAILED after slimming: {c['why']}"
+        con.print(f"  probe   {c['probe']}: exit {o['exit_code']}, {o['stdout_bytes']} bytes of stdout, "
+                  f"{o['paths_found']} paths found, {o['paths_not_found']} not found"
+                  + (f"; slim run exit {s['exit_code']}" if s else "") + f"; {state}", soft_wrap=True, markup=False)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from bilge.rewrite.config import REDACTED, RewriteResult, rewrite_config, scrub_config
 from bilge.rewrite.scrub import scrub
-from bilge.rewrite.slim import KeepSet, SlimPlan, keep_chain, plan_slim, slim
+from bilge.rewrite.slim import KeepSet, SlimPlan, _Without, keep_chain, plan_slim, slim  # noqa: F401 (_Without: tests)
 from bilge.rewrite.squash import (
     ReadFS,
     SquashCounts,

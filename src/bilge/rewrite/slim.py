@@ -91,9 +91,14 @@ class SlimPlan:
 
 
 def plan_slim(read: ReadFS, image: Image, keep_paths: Sequence[str], *, entrypoint: bool,
-              view: Any = None) -> SlimPlan:
+              view: Any = None, traced: Sequence[str] = (), traced_missing: Sequence[str] = (),
+              programs: Sequence[str] = ()) -> SlimPlan:
     """Decide what a slim image keeps: the given paths, the ELF closure of every program among them
-    (and of the entrypoint), and the files a program expects to find (see ESSENTIAL_*)."""
+    (and of the entrypoint), and the files a program expects to find (see ESSENTIAL_*).
+
+    With ``--probe`` (:mod:`bilge.probe`): ``traced`` paths (each with the symlinks and directories on
+    its way), the symlinks on the way to the ``traced_missing`` paths (a search path that failed), and
+    the ELF closure of every executed or opened ``programs`` object."""
     from bilge.deps import closure
 
     fs = read.fs
@@ -113,6 +118,19 @@ def plan_slim(read: ReadFS, image: Image, keep_paths: Sequence[str], *, entrypoi
             # an ELF file or a #! script is a program: its closure (or interpreter's) comes along
             if view.elf("/" + real) is not None or (view.read_small("/" + real, 2) or b"").startswith(b"#!"):
                 binaries.append("/" + real)
+    for path in traced:
+        keep_chain(fs, keep, path, "traced")
+    for path in traced_missing:
+        keep_chain(fs, keep, path, "traced")
+    for path in programs:
+        real = fs.resolve(path)
+        v = fs.lookup(real) if real else None
+        # an ELF object, or a #! script: the kernel loads a script's interpreter (and an ELF program's
+        # loader) without a system call strace could show, so the closure must bring them
+        if v is not None and v.body is not None and view is not None and (
+                view.elf("/" + real) is not None or (view.read_small("/" + real, 2) or b"").startswith(b"#!")):
+            binaries.append("/" + real)
+    binaries = list(dict.fromkeys(binaries))
     notes: list[str] = []
     missing: list[str] = []
     config = image.container_config
@@ -162,21 +180,85 @@ def slim(src: ImageSource, output: str | OutputSpec | None, keep_paths: Sequence
          compression: Compression | None = None, clamp: int | None = None, verify: bool | None = None,
          progress: Callable[[Layer, int], None] | None = None, dry_run: bool = False,
          command: str | None = None, keep_secrets: bool = False, ruleset: Any = None,
-         ignores: Sequence[Any] = ()) -> tuple[RewriteResult, SlimPlan]:
+         ignores: Sequence[Any] = (), probe: Any = None) -> tuple[RewriteResult, SlimPlan]:
     """Keep the given paths, their ELF closure, the entrypoint's, and the essentials; drop the rest.
 
     Secrets ``bilge secrets`` finds in the history and config are redacted in the output unless
-    ``keep_secrets`` (see :mod:`bilge.secrets.rewriting`)."""
+    ``keep_secrets`` (see :mod:`bilge.secrets.rewriting`).
+
+    ``probe`` (:class:`bilge.probe.ProbeOptions`) runs the image's own programs in a sandbox, keeps
+    what they touched, and verifies the result by running them again on the slimmed filesystem
+    (see :mod:`bilge.probe`); ``details["probe"]`` says how that went and no image is written when
+    the slim runs differ from the original ones."""
     from bilge.deps import ElfCollector
 
     image: Image = src.image
     if not image.layers:
         raise BilgeError(f"{image.reference}: the image has no layers")
-    if not keep_paths and not entrypoint:
-        raise BilgeError("nothing to keep: give --keep PATH (repeatable) and/or --entrypoint")
+    if not keep_paths and not entrypoint and probe is None:
+        raise BilgeError("nothing to keep: give --keep PATH (repeatable), --entrypoint and/or --probe CMD")
     collector = ElfCollector()
     read = read_fs(src, verify=verify, visitors=[collector], progress=progress)
-    splan = plan_slim(read, image, keep_paths, entrypoint=entrypoint, view=collector.view(read.fs))
+    if probe is None:
+        return _slim_planned(src, read, output, keep_paths, entrypoint=entrypoint, view=collector.view(read.fs),
+                             compression=compression, clamp=clamp, dry_run=dry_run, command=command,
+                             keep_secrets=keep_secrets, ruleset=ruleset, ignores=ignores)
+    from bilge.probe.session import Session
+
+    config = image.container_config
+    with Session(src, read, probe) as session:
+        outcome = session.trace()
+        has_entry = bool(config.get("Entrypoint") or config.get("Cmd"))
+        splan = plan_slim(read, image, keep_paths, entrypoint=entrypoint or has_entry, view=collector.view(read.fs),
+                          traced=outcome.found, traced_missing=outcome.not_found, programs=outcome.programs)
+        session.verify(splan.keep)
+    return _slim_planned(src, read, output, keep_paths, entrypoint=entrypoint, splan=splan,
+                         compression=compression, clamp=clamp, dry_run=dry_run or not outcome.ok,
+                         command=command, outcome=outcome, keep_secrets=keep_secrets, ruleset=ruleset,
+                         ignores=ignores)
+
+
+class _Without(KeepSet):
+    """A keep set less some paths (how a test breaks a slim plan on purpose)."""
+
+    def __init__(self, base: KeepSet, gone: set[str]) -> None:
+        super().__init__(base.exact, base.trees, base.reasons, base.parents)
+        self.gone = gone
+
+    def __call__(self, path: str, v: Version | None = None) -> bool:
+        return path not in self.gone and super().__call__(path, v)
+
+
+def kept_by_origin(read: ReadFS, keep: KeepSet) -> dict[str, dict[str, int]]:
+    """Files and bytes kept, by why: traced, closure (ELF closure), user (--keep), essential, other."""
+    out: dict[str, dict[str, int]] = {}
+    seen: set[int] = set()
+    for path, v in read.fs.visible():
+        if v.body is None or not keep(path, v) or id(v.body) in seen:
+            continue
+        seen.add(id(v.body))
+        reason = keep.reasons.get(path)
+        p = path
+        while reason is None and p:
+            p = posixpath.dirname(p)
+            reason = keep.reasons.get(p) if p in keep.trees else None
+        reason = reason or "other"
+        origin = ("traced" if reason == "traced" else "closure" if reason.startswith("needed")
+                  else "user" if reason == "--keep" else "essential" if reason.startswith("essential") else "other")
+        acc = out.setdefault(origin, {"files": 0, "bytes": 0})
+        acc["files"] += 1
+        acc["bytes"] += v.body.size
+    return out
+
+
+def _slim_planned(src: ImageSource, read: ReadFS, output: str | OutputSpec | None, keep_paths: Sequence[str], *,
+                  entrypoint: bool, view: Any = None, splan: SlimPlan | None = None,
+                  compression: Compression | None, clamp: int | None, dry_run: bool, command: str | None,
+                  outcome: Any = None, keep_secrets: bool = False, ruleset: Any = None,
+                  ignores: Sequence[Any] = ()) -> tuple[RewriteResult, SlimPlan]:
+    image: Image = src.image
+    if splan is None:
+        splan = plan_slim(read, image, keep_paths, entrypoint=entrypoint, view=view)
     details = {
         "kept_files": splan.kept_files, "kept_bytes": splan.kept_bytes,
         "visible_files": splan.visible_files, "visible_bytes": splan.visible_bytes,
@@ -184,12 +266,18 @@ def slim(src: ImageSource, output: str | OutputSpec | None, keep_paths: Sequence
         "missing": list(splan.missing), "notes": list(splan.notes),
         "largest_kept_directories": [{"path": d, "files": n, "bytes": b} for d, n, b in splan.top],
     }
+    if outcome is not None:
+        details["kept_by_origin"] = kept_by_origin(read, splan.keep)
+        details["probe"] = outcome.to_json()
     counts = SquashCounts()
     if dry_run or output is None:
         return RewriteResult("slim", image.reference, None, len(image.layers), image.compressed_bytes, 0,
                              counts, details), splan
     plan = plan_squash(read, 0, keep=splan.keep)
     what = "kept " + ", ".join(keep_paths) if keep_paths else "kept the entrypoint"
+    if outcome is not None:
+        what = ("kept what the probes touched" + (", " + ", ".join(keep_paths) if keep_paths else "")
+                + " and the entrypoint")
     entry = {
         "created_by": command or "bilge slim",
         "comment": f"bilge {__version__}: {what}" + (" and the entrypoint" if entrypoint and keep_paths else "")

@@ -1,0 +1,294 @@
+"""Run the probes: on the image's full filesystem (traced), then on the slimmed one (verified).
+
+A probe is a command line (``shlex`` syntax, no shell: give ``sh -c '...'`` for one). Its stdout
+and exit code on the slimmed filesystem must equal the original's (``compare="output"``), or only
+its exit code (``compare="exit"``, for programs whose output varies). When they differ, the report
+names what the slim run looked for and did not find although the original run had found it.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import shlex
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bilge.errors import BilgeError
+from bilge.probe import sandbox as sb
+from bilge.probe.materialise import Materialised, link_tree, materialise, mount_points, read_image_file
+from bilge.probe.trace import STRACE_ARGS, Trace, image_paths, parse
+
+if TYPE_CHECKING:
+    from bilge.fs import Version
+    from bilge.image import Image
+    from bilge.rewrite.squash import ReadFS
+    from bilge.source.base import ImageSource
+
+INTERPRETERS = ("ruby", "python", "node", "nodejs", "java", "perl", "php")
+
+
+@dataclass(frozen=True)
+class ProbeOptions:
+    probes: tuple[tuple[str, ...], ...]
+    timeout: float = 60.0
+    memory: int = 4 << 30
+    compare: str = "output"  # or "exit"
+    tmpdir: str | None = None
+
+
+@dataclass
+class ProbeRun:
+    argv: tuple[str, ...]
+    exit_code: int
+    stdout: bytes
+    stderr: bytes
+    seconds: float
+    timed_out: bool
+    trace: Trace
+    traced: bool = True
+
+    def summary(self) -> dict[str, Any]:
+        return {"exit_code": self.exit_code, "seconds": round(self.seconds, 3), "timed_out": self.timed_out,
+                "stdout_bytes": len(self.stdout), "traced": self.traced,
+                "paths_found": len(self.trace.found()) if self.traced else None,
+                "paths_not_found": len(self.trace.not_found()) if self.traced else None}
+
+
+@dataclass
+class ProbeCheck:
+    argv: tuple[str, ...]
+    original: ProbeRun
+    slim: ProbeRun | None = None
+    ok: bool = False
+    why: str = ""
+    missing: list[str] = field(default_factory=list)  # not found in the slim run, found in the original
+
+    def to_json(self) -> dict[str, Any]:
+        return {"probe": shlex.join(self.argv), "original": self.original.summary(),
+                "slim": self.slim.summary() if self.slim else None, "ok": self.ok, "why": self.why,
+                "missing": self.missing}
+
+
+@dataclass
+class ProbeOutcome:
+    checks: list[ProbeCheck]
+    found: list[str]  # image paths (relative) the probes found
+    not_found: list[str]  # looked up and missing (ENOENT): the symlinks on their way are kept
+    programs: list[str]  # executed programs and opened files (absolute): roots of the ELF closure
+    probe_seconds: float  # the probes' own time on the original filesystem
+    materialise_seconds: float = 0.0
+    verify_seconds: float = 0.0
+    verified: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"verified": self.verified, "ok": self.ok, "traced_paths": len(self.found),
+                "probe_seconds": round(self.probe_seconds, 3),
+                "materialise_seconds": round(self.materialise_seconds, 3),
+                "verify_seconds": round(self.verify_seconds, 3),
+                "probes": [c.to_json() for c in self.checks]}
+
+
+def parse_probes(probes: Sequence[str], probe_file: str | None = None) -> tuple[tuple[str, ...], ...]:
+    """``--probe`` values and the lines of ``--probe-file`` (blank lines and ``#`` comments skipped)."""
+    texts = list(probes)
+    if probe_file:
+        try:
+            with open(probe_file, encoding="utf-8") as fh:
+                texts += [line.strip() for line in fh if line.strip() and not line.lstrip().startswith("#")]
+        except (OSError, UnicodeDecodeError) as exc:
+            raise BilgeError(f"--probe-file {probe_file}: {getattr(exc, 'strerror', None) or exc}") from None
+    out = []
+    for text in texts:
+        try:
+            argv = tuple(shlex.split(text))
+        except ValueError as exc:
+            raise BilgeError(f"--probe {text!r}: {exc}") from None
+        if not argv:
+            raise BilgeError("--probe: empty command")
+        out.append(argv)
+    return tuple(out)
+
+
+def interpreter_entrypoint(config: dict[str, Any]) -> str | None:
+    """The interpreter the image's Entrypoint/Cmd starts, if it is one (ruby, python3, node ...)."""
+    words = list(config.get("Entrypoint") or []) + list(config.get("Cmd") or [])
+    for word in words[:2]:
+        base = os.path.basename(str(word))
+        if base in ("sh", "bash", "env", "exec", "-c"):
+            continue
+        stem = base.rstrip("0123456789.")
+        if stem in INTERPRETERS:
+            return base
+        return None
+    return None
+
+
+def _limit(memory: int) -> Callable[[], None]:
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    return apply
+
+
+def run_probe(spec: sb.SandboxSpec, argv: Sequence[str], trace_file: Path | None) -> ProbeRun:
+    """Run one probe in the sandbox, under strace unless ``trace_file`` is None; its output, exit
+    code and trace (empty without strace)."""
+    drop = sb.host_user()
+    cmd = sb.bwrap_argv(spec, argv)
+    if trace_file is not None:
+        fd = os.open(trace_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        try:
+            if drop is not None:
+                os.fchown(fd, *drop)
+        finally:
+            os.close(fd)
+        cmd = [sb.find_tool("strace"), *STRACE_ARGS, "-o", str(trace_file), *cmd]
+    kwargs: dict[str, Any] = {}
+    if drop is not None:
+        kwargs.update(user=drop[0], group=drop[1], extra_groups=[])
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True, preexec_fn=_limit(spec.memory), cwd="/", **kwargs)
+    timed_out = False
+    try:
+        out, err = proc.communicate(timeout=spec.timeout)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        _kill(proc)
+        out, err = proc.communicate()
+    except BaseException:
+        _kill(proc)
+        proc.wait()
+        raise
+    seconds = time.perf_counter() - started
+    if trace_file is None:
+        return ProbeRun(tuple(argv), proc.returncode, out, err, seconds, timed_out, Trace(), traced=False)
+    with open(trace_file, encoding="utf-8", errors="surrogateescape") as fh:
+        trace = parse(fh, spec.cwd)
+    os.unlink(trace_file)
+    if trace.execs < 2 and not timed_out:
+        why = (err.decode("utf-8", "replace").strip().splitlines() or ["no message"])[-1]
+        raise BilgeError(f"probe {shlex.join(argv)!r}: the sandbox did not start ({why})")
+    return ProbeRun(tuple(argv), proc.returncode, out, err, seconds, timed_out, trace)
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        proc.kill()
+
+
+def sandbox_spec(rootfs: Path, read: ReadFS, image: Image, opts: ProbeOptions) -> sb.SandboxSpec:
+    config = image.container_config
+    fs = read.fs
+
+    def image_file(path: str) -> bytes | None:
+        real = fs.resolve(path)
+        return read_image_file(rootfs, real) if real else None
+
+    uid, gid = sb.image_user(config, image_file("etc/passwd"), image_file("etc/group"))
+    workdir = str(config.get("WorkingDir") or "/")
+    mounts = tuple(mount_points(rootfs))
+    if "/proc" not in mounts or "/dev" not in mounts:
+        raise BilgeError("the image's /proc or /dev cannot be made a directory: no sandbox for it")
+    return sb.SandboxSpec(rootfs, sb.image_env(config), workdir, uid, gid, opts.timeout, opts.memory, mounts)
+
+
+class Session:
+    """The probes of one ``slim``: :meth:`trace` on the full filesystem, :meth:`verify` on the slim one.
+    Owns the temporary directories (removed by :meth:`close`, and by bilge.cleanup on a signal)."""
+
+    def __init__(self, src: ImageSource, read: ReadFS, opts: ProbeOptions) -> None:
+        self.src, self.read, self.opts = src, read, opts
+        self.full: Materialised | None = None
+        self.slim: Materialised | None = None
+        self.outcome: ProbeOutcome | None = None
+
+    def close(self) -> None:
+        for m in (self.slim, self.full):
+            if m is not None:
+                m.remove()
+        self.full = self.slim = None
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def trace(self) -> ProbeOutcome:
+        """Materialise the image and run every probe on it; on any error the directory is removed."""
+        try:
+            return self._trace()
+        except BaseException:
+            self.close()
+            raise
+
+    def _trace(self) -> ProbeOutcome:
+        sb.find_tool("bwrap")
+        sb.find_tool("strace")
+        image = self.src.image
+        started = time.perf_counter()
+        self.full = materialise(self.src, self.read, parent=self.opts.tmpdir)
+        mat = time.perf_counter() - started
+        spec = sandbox_spec(self.full.rootfs, self.read, image, self.opts)
+        checks: list[ProbeCheck] = []
+        found: set[str] = set()
+        missing: set[str] = set()
+        programs: list[str] = []
+        seconds = 0.0
+        for i, argv in enumerate(self.opts.probes):
+            run = run_probe(spec, argv, self.full.top / f"trace-{i}")
+            seconds += run.seconds
+            if run.timed_out:
+                raise BilgeError(f"probe {shlex.join(argv)!r} ran past --probe-timeout {self.opts.timeout:g}s "
+                                 "in the original image; its trace would be incomplete")
+            checks.append(ProbeCheck(argv, run))
+            found |= run.trace.found()
+            missing |= run.trace.not_found()
+            programs += run.trace.executed + run.trace.opened
+        self.outcome = ProbeOutcome(checks, image_paths(found), image_paths(missing - found),
+                                    sorted(set(programs)), seconds, mat)
+        return self.outcome
+
+    def verify(self, keep: Callable[[str, Version], bool]) -> ProbeOutcome:
+        """Run the probes again on the filesystem ``keep`` leaves; compare with the original runs."""
+        assert self.full is not None and self.outcome is not None
+        started = time.perf_counter()
+        if self.slim is not None:
+            self.slim.remove()
+        self.slim = link_tree(self.full, self.read, keep, parent=self.opts.tmpdir)
+        spec = sandbox_spec(self.slim.rootfs, self.read, self.src.image, self.opts)
+        for i, check in enumerate(self.outcome.checks):
+            # untraced first (strace slows a run down about twice); traced again only to explain a failure
+            run = run_probe(spec, check.argv, None)
+            check.ok, check.why = compare(check.original, run, self.opts.compare)
+            if not check.ok:
+                run = run_probe(spec, check.argv, self.slim.top / f"trace-{i}")
+                check.ok, check.why = compare(check.original, run, self.opts.compare)
+                lost = run.trace.not_found() & check.original.trace.found()
+                check.missing = sorted(lost)
+            check.slim = run
+        self.outcome.verified = True
+        self.outcome.verify_seconds = time.perf_counter() - started
+        return self.outcome
+
+
+def compare(original: ProbeRun, slim: ProbeRun, mode: str) -> tuple[bool, str]:
+    if slim.timed_out:
+        return False, "timed out on the slimmed filesystem"
+    if slim.exit_code != original.exit_code:
+        return False, f"exit code {slim.exit_code} (original {original.exit_code})"
+    if mode == "output" and slim.stdout != original.stdout:
+        return False, "stdout differs from the original's"
+    return True, ""

@@ -1,0 +1,229 @@
+"""Tracing a probe from outside the sandbox: ``strace -f`` on ``bwrap``, and its output parsed.
+
+Why strace rather than fanotify: fanotify reports opens and executions but not ``stat``,
+``access`` or ``readlink``, and never a lookup that fails -- the ENOENT paths that show an
+interpreter's search path and explain, after slimming, what went missing. It needs
+``CAP_SYS_ADMIN`` too. ``strace --seccomp-bpf -f -e trace=%file,%process`` stops the tracee only on
+those system calls and runs unprivileged, so bilge can drop to ``nobody`` before starting it.
+
+``-y`` prints every file descriptor with the path it refers to (``AT_FDCWD</app>``, ``3</usr/lib>``
+and the path an ``open`` returned), so a relative name is resolved against the very directory the
+kernel used. The first ``execve`` is bwrap's own and what bwrap does before it runs the probe
+(mounting, pivoting) is host-side: lines are recorded from the second ``execve`` on, where ``/`` is
+the image's root.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+STRACE_ARGS = ("-f", "-qq", "--seccomp-bpf", "-y", "-s", "4096", "-e", "trace=%file,%process,fchdir",
+               "-e", "signal=none")
+
+_LINE = re.compile(r"^(\d+)\s+(.*)$")
+_CALL = re.compile(r"^(\w+)\((.*)\)\s+=\s+(.*)$", re.S)
+_RESUMED = re.compile(r"^<\.\.\. (\w+) resumed>(.*)$", re.S)
+_FD = re.compile(r"^(?:AT_FDCWD|-?\d+)(?:<(.*)>)?$", re.S)
+# calls whose path argument is a link's *contents*, not a path looked up: take the other one
+_SECOND = {"symlink": 1, "symlinkat": 2}
+_FORKS = {"clone", "clone3", "fork", "vfork"}
+_IGNORED_ROOTS = ("proc", "dev", "sys", "tmp", "var/tmp", "run")
+
+
+@dataclass
+class Access:
+    path: str  # image path, absolute, as looked up (symlinks not resolved)
+    call: str
+    ok: bool
+    error: str = ""  # ENOENT, EACCES, ...
+
+
+@dataclass
+class Trace:
+    accesses: list[Access] = field(default_factory=list)
+    executed: list[str] = field(default_factory=list)  # successful execve targets
+    opened: list[str] = field(default_factory=list)  # paths an open returned (3</real/path>)
+    execs: int = 0  # execve calls seen: 0 = strace did not start bwrap, 1 = bwrap never ran the probe
+
+    def found(self) -> set[str]:
+        return {a.path for a in self.accesses if a.ok} | set(self.opened) | set(self.executed)
+
+    def not_found(self) -> set[str]:
+        return {a.path for a in self.accesses if not a.ok and a.error in ("ENOENT", "ENOTDIR")}
+
+
+def unescape(text: str) -> str:
+    """A strace string literal's contents (C escapes) back to the path; bytes that are not UTF-8 come
+    back as surrogate escapes."""
+    out = bytearray()
+    i = 0
+    n = len(text)
+    simple = {"n": 10, "t": 9, "r": 13, "v": 11, "f": 12, "\\": 92, '"': 34, "'": 39, "a": 7, "b": 8}
+    while i < n:
+        c = text[i]
+        if c != "\\" or i + 1 >= n:
+            out += c.encode("utf-8", "surrogateescape")
+            i += 1
+            continue
+        nxt = text[i + 1]
+        if nxt in simple:
+            out.append(simple[nxt])
+            i += 2
+        elif nxt == "x" and re.match(r"[0-9a-fA-F]{2}", text[i + 2:i + 4]):
+            out.append(int(text[i + 2:i + 4], 16))
+            i += 4
+        elif nxt in "01234567":
+            m = re.match(r"[0-7]{1,3}", text[i + 1:i + 4])
+            assert m is not None
+            out.append(int(m.group(0), 8) & 0xFF)
+            i += 1 + len(m.group(0))
+        else:
+            out += nxt.encode()
+            i += 2
+    return out.decode("utf-8", "surrogateescape")
+
+
+def split_args(args: str) -> list[str]:
+    """Top-level arguments of a strace call (strings, fds with <path>, arrays, structs kept whole)."""
+    out: list[str] = []
+    depth = 0
+    cur: list[str] = []
+    i = 0
+    in_str = False
+    in_fd = 0
+    while i < len(args):
+        c = args[i]
+        if in_str:
+            cur.append(c)
+            if c == "\\" and i + 1 < len(args):
+                cur.append(args[i + 1])
+                i += 2
+                continue
+            if c == '"':
+                in_str = False
+        elif c == '"':
+            in_str = True
+            cur.append(c)
+        elif c == "<" and cur and (cur[-1].isdigit() or "".join(cur).strip().endswith("AT_FDCWD")):
+            in_fd += 1
+            cur.append(c)
+        elif c == ">" and in_fd:
+            in_fd -= 1
+            cur.append(c)
+        elif in_fd:
+            cur.append(c)
+        elif c in "[{(":
+            depth += 1
+            cur.append(c)
+        elif c in "]})":
+            depth -= 1
+            cur.append(c)
+        elif c == "," and depth == 0:
+            out.append("".join(cur).strip())
+            cur = []
+        else:
+            cur.append(c)
+        i += 1
+    if cur:
+        out.append("".join(cur).strip())
+    return out
+
+
+def _string(arg: str) -> str | None:
+    if len(arg) >= 2 and arg.startswith('"'):
+        end = arg.rfind('"')
+        if end > 0:
+            return unescape(arg[1:end])
+    return None
+
+
+def _fd_path(arg: str) -> str | None:
+    m = _FD.match(arg)
+    if m and m.group(1) is not None:
+        return unescape(m.group(1))
+    return None
+
+
+def parse(lines: Iterable[str], workdir: str = "/") -> Trace:
+    """Parse ``strace -f -y`` output (STRACE_ARGS) of ``bwrap ... -- PROBE``."""
+    trace = Trace()
+    pending: dict[str, str] = {}
+    cwd: dict[str, str] = {}
+    execs = 0
+    for raw in lines:
+        m = _LINE.match(raw.rstrip("\n"))
+        if not m:
+            continue
+        pid, text = m.groups()
+        if text.endswith("<unfinished ...>"):
+            pending[pid] = text[: -len("<unfinished ...>")].rstrip()
+            continue
+        r = _RESUMED.match(text)
+        if r:
+            text = pending.pop(pid, r.group(1) + "(") + r.group(2)
+        c = _CALL.match(text)
+        if not c:
+            continue
+        name, args, ret = c.groups()
+        if name in ("execve", "execveat"):
+            execs += 1
+            trace.execs = execs
+            if execs == 1:
+                continue  # bwrap itself
+        if execs < 2:
+            continue  # bwrap setting up, with host paths
+        ok = not ret.startswith("-1") and not ret.startswith("?")
+        if name in ("execve", "execveat") and ret.startswith("?"):
+            ok = True  # the process was replaced (a multithreaded exec); strace shows "= ?"
+        error = ret.split()[1] if ret.startswith("-1") and len(ret.split()) > 1 else ""
+        if name in _FORKS and ok:
+            child = ret.split("<")[0].strip()
+            if child.isdigit():
+                cwd[child] = cwd.get(pid, workdir)
+            continue
+        parts = split_args(args)
+        if name == "fchdir":
+            if ok and parts:
+                d = _fd_path(parts[0])
+                if d:
+                    cwd[pid] = d
+            continue
+        index = _SECOND.get(name, 0)
+        base = cwd.get(pid, workdir)
+        path = None
+        if len(parts) > index:
+            path = _string(parts[index])
+            if path is None and len(parts) > index + 1:
+                d = _fd_path(parts[index])
+                path = _string(parts[index + 1])
+                if d is not None:
+                    if parts[index].startswith("AT_FDCWD"):
+                        cwd[pid] = d
+                    base = d
+        if not path:
+            continue
+        full = path if path.startswith("/") else posixpath.join(base, path)
+        if name == "chdir" and ok:
+            cwd[pid] = posixpath.normpath(full)
+        trace.accesses.append(Access(full, name, ok, error))
+        if ok and name in ("execve", "execveat"):
+            trace.executed.append(full)
+        if ok and name in ("open", "openat", "openat2", "creat"):
+            real = _fd_path(ret.strip())
+            if real and real.startswith("/"):
+                trace.opened.append(real)
+    return trace
+
+
+def image_paths(paths: Iterable[str]) -> list[str]:
+    """The paths that can be files of the image: not under what the sandbox mounts itself."""
+    out = []
+    for p in paths:
+        rel = p.strip("/")
+        if not rel or any(rel == r or rel.startswith(r + "/") for r in _IGNORED_ROOTS):
+            continue
+        out.append(rel)
+    return sorted(set(out))

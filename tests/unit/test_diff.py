@@ -1,0 +1,278 @@
+"""`bilge diff`: two images built in code, compared by content. Expected differences come from the
+items the images are built from, not from bilge."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from bilge.diff import BODY, DIGEST, Ignore, diff_sides, read_pair
+from bilge.source import open_image
+from bilge.testing import config_for, docker_archive, layer_tar, oci_layout
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+
+BASE = [("dir", "etc"), ("file", "etc/os-release", b"ID=debian\n"), ("dir", "usr"), ("dir", "usr/bin"),
+        ("file", "usr/bin/tool", b"T" * 5000, 0o755), ("file", "usr/bin/keep", b"K" * 300, 0o755),
+        ("symlink", "usr/bin/alias", "tool"), ("dir", "var"), ("dir", "var/cache"),
+        ("file", "var/cache/junk.bin", b"J" * 7000)]
+
+
+def owned(path: str, data: bytes, uid: int) -> tuple:
+    info = tarfile.TarInfo(path)
+    info.size, info.mode, info.uid, info.gid = len(data), 0o644, uid, uid
+    return ("raw", info, data)
+
+
+def diff(tmp_path: Path, a_layers, b_layers, *, a_cfg=None, b_cfg=None, jobs: int = 2, **kw):
+    a, b = tmp_path / "a.tar", tmp_path / "b.tar"
+    docker_archive(a, a_layers, config=a_cfg)
+    docker_archive(b, b_layers, config=b_cfg, compression="gzip")
+    with open_image(str(a)) as sa, open_image(str(b)) as sb:
+        side_a, side_b = read_pair(sa, sb, jobs=jobs)
+    return diff_sides(side_a, side_b, **kw)
+
+
+def by_path(result) -> dict[str, tuple[str, tuple[str, ...]]]:
+    return {c.path: (c.change, c.what) for c in result.changes}
+
+
+def test_same_files_in_other_layers_other_format_other_mtimes_no_differences(tmp_path):
+    a_layers = [layer_tar(BASE[:5], mtime=1000), layer_tar(BASE[5:], mtime=2000)]
+    b_layers = [layer_tar(BASE, mtime=99999)]  # one layer (a squash), gzip, other mtimes
+    r = diff(tmp_path, a_layers, b_layers)
+    assert r.changes == () and not r.differs
+    assert r.a.visible_bytes == r.b.visible_bytes == 10 + 5000 + 300 + 7000
+    r = diff(tmp_path, a_layers, b_layers, mtime=True)
+    assert {c.what for c in r.changes} == {("mtime",)}
+    # directories' mtimes are noise even then; every non-directory path differs
+    assert {c.path for c in r.changes} == {"/etc/os-release", "/usr/bin/tool", "/usr/bin/keep", "/usr/bin/alias",
+                                           "/var/cache/junk.bin"}
+
+
+def test_added_removed_modified_by_kind(tmp_path):
+    b_items = [i for i in BASE if i[1] not in ("var/cache/junk.bin", "usr/bin/alias", "usr/bin/keep")]
+    b_items = [("file", "usr/bin/tool", b"U" * 5000, 0o755) if i[1] == "usr/bin/tool" else i for i in b_items]
+    b_items += [("file", "usr/bin/keep", b"K" * 300, 0o700),  # same content, other mode
+                ("file", "usr/bin/alias", b"now a file"),  # symlink -> file
+                ("file", "usr/bin/new", b"N" * 123),
+                owned("etc/owned", b"x", 1000)]
+    a_items = BASE + [owned("etc/owned", b"x", 0)]
+    r = diff(tmp_path, [layer_tar(a_items)], [layer_tar(b_items)])
+    assert by_path(r) == {
+        "/usr/bin/tool": ("modified", ("content",)),  # same size, other bytes: only a digest sees it
+        "/usr/bin/keep": ("modified", ("mode",)),
+        "/usr/bin/alias": ("type", ("type",)),
+        "/usr/bin/new": ("added", ()),
+        "/var/cache/junk.bin": ("removed", ()),
+        "/etc/owned": ("modified", ("owner",)),
+    }
+    assert r.counts() == {"added": 1, "removed": 1, "modified": 3, "type": 1}
+    by = r.bytes_by_change()
+    assert by == {"added": 123, "removed": 7000, "modified_a": 5000 + 0, "modified_b": 5000 + 10}
+    assert r.differs
+
+
+def test_symlink_target_and_whiteouts(tmp_path):
+    a_layers = [layer_tar(BASE)]
+    b_layers = [layer_tar(BASE), layer_tar([("whiteout", "var/cache"), ("symlink", "usr/bin/alias", "keep")])]
+    r = diff(tmp_path, a_layers, b_layers)
+    assert by_path(r) == {"/usr/bin/alias": ("modified", ("target",)),
+                          "/var/cache": ("removed", ()), "/var/cache/junk.bin": ("removed", ())}
+    assert r.shared_layers == 1  # the bottom layer is the same blob content (same diff_id)
+
+
+def test_shared_bottom_layers_hashed_once_and_still_compared(tmp_path):
+    """Files of shared layers are hashed by one side only; a later layer that rewrites one of them on
+    one side must still show up, and the result must not depend on reading in parallel or not."""
+    shared = [layer_tar(BASE[:5]), layer_tar(BASE[5:])]
+    a_layers = [*shared, layer_tar([("file", "etc/os-release", b"ID=debian\n")])]  # same bytes again
+    b_layers = [*shared, layer_tar([("file", "usr/bin/keep", b"k" * 300, 0o755),
+                                    ("hardlink", "usr/bin/keep2", "usr/bin/tool")])]
+    results = [diff(tmp_path, a_layers, b_layers, jobs=j) for j in (1, 2)]
+    for r in results:
+        assert r.shared_layers == 2
+        assert by_path(r) == {"/usr/bin/keep": ("modified", ("content",)), "/usr/bin/keep2": ("added", ())}
+    assert [c.b for c in results[0].changes] == [c.b for c in results[1].changes]
+    # the hardlink's digest was borrowed from the side that hashed the shared layer
+    added = next(c for c in results[1].changes if c.path == "/usr/bin/keep2")
+    assert added.b[DIGEST] == hashlib.sha256(b"T" * 5000).digest() and added.b[BODY] == "usr/bin/tool"
+
+
+def test_hardlinked_body_counted_once(tmp_path):
+    a_layers = [layer_tar(BASE)]
+    b_layers = [layer_tar([*BASE, ("file", "opt/big", b"B" * 9000), ("hardlink", "opt/big2", "opt/big"),
+                           ("hardlink", "opt/big3", "opt/big")])]
+    r = diff(tmp_path, a_layers, b_layers, depth=1)
+    assert {c.path for c in r.changes if c.change == "added"} == {"/opt", "/opt/big", "/opt/big2", "/opt/big3"}
+    assert all(c.b_size == 9000 for c in r.changes if c.path.startswith("/opt/"))
+    assert r.bytes_by_change()["added"] == 9000
+    assert r.b.visible_bytes - r.a.visible_bytes == 9000
+    (group,) = [g for g in r.groups if g.directory == "/opt"]
+    assert (group.added, group.b_bytes, group.delta) == (3, 9000, 9000)
+
+
+def test_groups_by_directory_biggest_first(tmp_path):
+    b_items = [i for i in BASE if i[1] != "var/cache/junk.bin"] + [("file", "etc/a", b"a" * 50)]
+    r = diff(tmp_path, [layer_tar(BASE)], [layer_tar(b_items)], depth=1)
+    assert [(g.directory, g.a_bytes, g.b_bytes, g.delta) for g in r.groups] == [
+        ("/var", 7000, 0, -7000), ("/etc", 0, 50, 50)]
+    r = diff(tmp_path, [layer_tar(BASE)], [layer_tar(b_items)], depth=2)
+    assert r.groups[0].directory == "/var/cache"
+
+
+def test_ignore_patterns():
+    ig = Ignore(["/var/cache", "*.pyc", "usr/share/doc/*"])
+    assert ig("var/cache") and ig("var/cache/x/y")
+    assert ig("app/__pycache__/m.cpython-311.pyc")
+    assert ig("usr/share/doc/bash") and ig("usr/share/doc/bash/README")
+    assert not ig("usr/share/doc") and not ig("var/cache2") and not ig("var/lib/x")
+
+
+def test_ignore_leaves_out_paths(tmp_path):
+    b_items = [i for i in BASE if i[1] != "var/cache/junk.bin"] + [("file", "etc/x.pyc", b"c")]
+    r = diff(tmp_path, [layer_tar(BASE)], [layer_tar(b_items)], ignore=["/var/cache", "*.pyc"])
+    assert r.changes == ()
+
+
+def test_config_differences_masked_and_history_aligned(tmp_path):
+    token = "ghp_" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8"
+    a_tars = [layer_tar(BASE[:5]), layer_tar(BASE[5:])]
+    b_tars = [a_tars[0], layer_tar(BASE[5:] + [("file", "app", b"x")])]
+    hist_a = [{"created_by": "/bin/sh -c #(nop) ADD file:abc in / "},
+              {"created_by": "/bin/sh -c #(nop)  ENV A=1", "empty_layer": True},
+              {"created_by": "/bin/sh -c make"}]
+    hist_b = [hist_a[0], {"created_by": f"/bin/sh -c #(nop)  ENV TOKEN={token}", "empty_layer": True},
+              {"created_by": "/bin/sh -c make"}, {"created_by": "/bin/sh -c #(nop)  CMD [\"app\"]",
+                                                   "empty_layer": True}]
+    a_cfg = config_for(a_tars, raw_history=hist_a, env=["PATH=/bin", "A=1"])
+    b_cfg = config_for(b_tars, raw_history=hist_b, env=["PATH=/bin", f"TOKEN={token}"],
+                       extra={"config": {"Env": ["PATH=/bin", f"TOKEN={token}"], "Cmd": ["app"], "User": "app",
+                                         "ExposedPorts": {"8080/tcp": {}}, "Labels": {"v": "2"}}})
+    from bilge.redact import redact
+
+    r = diff(tmp_path, a_tars, b_tars, a_cfg=a_cfg, b_cfg=b_cfg, mask=redact)
+    cfg = {c.key: (c.a, c.b) for c in r.config}
+    assert cfg["Env.A"] == ("1", None)
+    assert cfg["Cmd"] == (None, '["app"]') and cfg["User"] == (None, "app")
+    assert cfg["ExposedPorts.8080/tcp"] == (None, "") and cfg["Labels.v"] == (None, "2")
+    assert cfg["Env.TOKEN"][0] is None and token not in cfg["Env.TOKEN"][1] and cfg["Env.TOKEN"][1].startswith("ghp_")
+    ops = [(h.op, h.a.index if h.a else None, h.b.index if h.b else None) for h in r.history]
+    assert ops == [("=", 0, 0), ("~", 1, 1), ("~", 2, 2), ("+", None, 3)]
+    assert r.history[0].same_layer and not r.history[2].same_layer  # same instruction, other layer
+    assert all(token not in (h.b.text if h.b else "") for h in r.history)
+
+
+# ---- the command line -------------------------------------------------------------------------
+
+
+def bilge(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(SRC), "NO_COLOR": "1"}
+    return subprocess.run([sys.executable, "-m", "bilge", *args], capture_output=True, text=True, env=env)
+
+
+@pytest.fixture
+def pair(tmp_path):
+    a, b = tmp_path / "a.tar", tmp_path / "b"
+    docker_archive(a, [BASE])
+    b_items = [i for i in BASE if i[1] != "var/cache/junk.bin"] + [("file", "etc/new", b"n" * 40)]
+    oci_layout(b, [{"layers": [b_items], "ref": "latest", "compression": "zstd"}], archive=False)
+    return f"docker-archive:{a}", f"oci:{b}:latest"
+
+
+def test_cli_json_and_exit_codes(pair):
+    a, b = pair
+    proc = bilge("diff", a, b, "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["schema"] == "bilge.diff/1"
+    entries = {e["path"]: e for e in doc["entries"]}
+    assert entries["/etc/new"] == {**entries["/etc/new"], "change": "added", "a_size": 0, "b_size": 40}
+    assert entries["/etc/new"]["b"]["sha256"] == hashlib.sha256(b"n" * 40).hexdigest()
+    assert entries["/var/cache/junk.bin"]["change"] == "removed" and entries["/var/cache/junk.bin"]["a_size"] == 7000
+    assert doc["summary"]["delta"]["visible_bytes"] == 40 - 7000
+    assert set(doc) >= {"summary", "entries", "config", "history"}
+    assert bilge("diff", a, b, "--exit-code", "-q").returncode == 1
+    assert bilge("diff", a, a, "--exit-code", "-q").returncode == 0
+    assert bilge("diff", a, b, "--exit-code", "--ignore", "/var/cache", "--ignore", "/etc/new",
+                 "-q").returncode == 0
+
+
+def test_cli_text(pair):
+    a, b = pair
+    proc = bilge("diff", a, b)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "visible" in out and "1 added (40 B), 1 removed (7.0 kB)" in out
+    assert "/var/cache/junk.bin" in out and "/etc/new" in out
+    proc = bilge("diff", a, a)
+    assert "Filesystems: no differences" in proc.stdout
+
+
+def test_cli_bad_input_one_line(tmp_path, pair):
+    bad = tmp_path / "bad.tar"
+    bad.write_bytes(b"not a tar at all" * 100)
+    for args in (("diff", pair[0], str(bad)), ("diff", str(tmp_path / "missing"), pair[1])):
+        proc = bilge(*args)
+        assert proc.returncode == 2
+        assert proc.stdout == "" and len(proc.stderr.strip().splitlines()) == 1
+        assert proc.stderr.startswith("bilge: error:")
+
+
+def test_truncated_second_image_is_an_error_from_the_child(tmp_path, pair):
+    """The second image is read in a forked process: its errors still come out as one line, exit 2."""
+    a = tmp_path / "full.tar"
+    docker_archive(a, [BASE + [("file", "big", os.urandom(200_000))]], compression="gzip")
+    data = a.read_bytes()
+    # corrupt the layer's body in the middle: the digest check (or gzip) must fail, not a traceback
+    with tarfile.open(a) as tf:
+        m = next(m for m in tf.getmembers() if m.name.endswith("layer.tar"))
+    start = m.offset_data + m.size // 2
+    broken = tmp_path / "broken.tar"
+    broken.write_bytes(data[:start] + bytes(64) + data[start + 64:])
+    proc = bilge("diff", pair[0], str(broken))
+    assert proc.returncode == 2, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+
+
+def test_tar_builder_sanity():
+    """The raw items used above really carry the uid (else the owner test would prove nothing)."""
+    with tarfile.open(fileobj=io.BytesIO(layer_tar([owned("x", b"1", 1000)]))) as tf:
+        assert tf.getmember("x").uid == 1000
+
+
+def test_cli_masks_secrets_unless_asked(tmp_path):
+    token = "ghp_" + "Zx9Yw8Vu7Ts6Rq5Po4Nm3Lk2Ji1Hg0Fe9Dc8"
+    tars = [layer_tar(BASE)]
+    hist = [{"created_by": f"|1 GITHUB_TOKEN={token} /bin/sh -c echo {token} > /dev/null"}]
+    a, b = tmp_path / "a.tar", tmp_path / "b.tar"
+    docker_archive(a, [BASE])
+    docker_archive(b, tars, config=config_for(tars, raw_history=hist, env=[f"GITHUB_TOKEN={token}"]))
+    for fmt in ("text", "json"):
+        proc = bilge("diff", str(a), str(b), "--format", fmt)
+        assert proc.returncode == 0, proc.stderr
+        assert token not in proc.stdout and "ghp_" in proc.stdout
+    proc = bilge("diff", str(a), str(b), "--format", "json", "--show-secrets")
+    assert token in proc.stdout
+
+
+def test_shared_layers_go_to_the_side_with_less_work(tmp_path):
+    from bilge.diff import plan_shared
+
+    base = [layer_tar(BASE[:5]), layer_tar(BASE[5:])]
+    big = layer_tar([("file", "opt/big", os.urandom(300_000))])
+    docker_archive(tmp_path / "a.tar", base)
+    docker_archive(tmp_path / "b.tar", [*base, big])
+    with open_image(str(tmp_path / "a.tar")) as sa, open_image(str(tmp_path / "b.tar")) as sb:
+        assert plan_shared(sa.image, sb.image) == ([0, 1], [])  # B reads and hashes a big layer of its own
+        assert plan_shared(sb.image, sa.image) == ([], [0, 1])
+        ours, theirs = plan_shared(sa.image, sa.image)  # the same image: one shared layer each
+        assert sorted(ours + theirs) == [0, 1] and len(ours) == len(theirs) == 1
