@@ -16,7 +16,7 @@ from rich.text import Text
 
 from bilge.format.common import human_bytes
 from bilge.format.sarif import SarifResult, SarifRule, sarif_log
-from bilge.secrets.mask import redact
+from bilge.secrets.mask import Redactor
 from bilge.secrets.model import Finding, Report
 from bilge.secrets.rules import SEVERITIES, Ruleset, severity_rank
 
@@ -33,7 +33,7 @@ def _redactor(report: Report, show_secrets: bool):
     pairs = [(f.secret, f.masked) for f in _all_findings(report) if f.secret]
     if show_secrets:
         return lambda text: text
-    return lambda text: redact(text, pairs) if text else text
+    return Redactor(pairs)
 
 
 def match_text(f: Finding, show_secrets: bool) -> str:
