@@ -4,7 +4,9 @@ SIGTERM/SIGINT mid-copy) and a decompression bomb is refused (issue 16: 15)."""
 from __future__ import annotations
 
 import gzip
+import io
 import os
+import tarfile
 import zlib
 
 import pytest
@@ -32,27 +34,46 @@ def test_gzipped_archive_leaves_nothing(tmp_path):
     assert_bounded(o)  # includes: nothing left in the private TMPDIR
 
 
+class _Zeros(io.RawIOBase):
+    def __init__(self, n: int) -> None:
+        self.left = n
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        n = min(len(b), self.left)
+        b[:n] = bytes(n)
+        self.left -= n
+        return n
+
+
 @pytest.mark.parametrize("sig", SIGNALS, ids=lambda s: s.name)
 def test_signal_during_unpacking_leaves_nothing(tmp_path, sig):
-    image = _gz_archive(tmp_path, 600 << 20)  # a few seconds of unpacking
+    # a gzipped tar of 1.5 GB (streamed here, ~1.5 MB on disk): seconds of unpacking to interrupt
+    image = tmp_path / "big.tar.gz"
+    with tarfile.open(str(image), "w|gz") as tf:
+        info = tarfile.TarInfo("zeros")
+        info.size = 1500 << 20
+        tf.addfile(info, _Zeros(info.size))
     tmp = tmp_path / "private-tmp"
     started = []
 
-    def ready() -> bool:  # the unpacked copy is being written (or already anonymous): wait a moment
+    def ready() -> bool:  # let the unpacking run for a moment
         if not started:
             started.append(os.times().elapsed)
-        return os.times().elapsed - started[0] > 1.5
+        return os.times().elapsed - started[0] > 1.0
 
     o = run_bilge(["analyze", f"docker-archive:{image}"], tmp_path, timeout=120, send_signal=(sig, ready))
-    assert o.code == 128 + sig or o.code == 0, o.describe()
+    assert o.code in (128 + sig, 2), o.describe()  # interrupted (or done: not an image)
     assert o.tmp_left == [] and list(tmp.iterdir()) == [], o.tmp_left
     assert "Traceback" not in o.stderr, o.describe()
 
 
 def test_decompression_bomb_is_refused(tmp_path):
-    # 3 GB of zeros in a ~3 MB gzip stream (not a valid tar beyond the first block; refused before)
+    # 3 GB of zeros in a small gzip stream (not a valid tar beyond the first block; refused before)
     image = tmp_path / "bomb.tar.gz"
-    comp = zlib.compressobj(9, zlib.DEFLATED, 31)
+    comp = zlib.compressobj(1, zlib.DEFLATED, 31)
     block = b"\0" * (1 << 20)
     with open(image, "wb") as fh:
         for _ in range(3072):
