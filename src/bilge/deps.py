@@ -47,6 +47,7 @@ from bilge.errors import BilgeError
 if TYPE_CHECKING:
     from bilge.source.base import ImageSource
 
+PATH_MAX = 4096  # longer paths fail with ENAMETOOLONG
 SMALL_LIMIT = 1 << 20  # read_small() default: config files, script heads
 LOADER_LIMIT = 8 << 20  # the dynamic loader is read whole to find its compiled-in search path
 MAX_SYMLINKS = 40  # Linux' limit per path lookup
@@ -174,6 +175,8 @@ class Tree:
         return self._resolve(path, 0)
 
     def _resolve(self, path: str, depth: int) -> Resolved:
+        """One step per path component, in a loop (a path of 100,000 components costs no recursion);
+        only a symlink recurses, at most MAX_SYMLINKS deep."""
         hit = self._memo.get(path)
         if hit is not None:
             return hit
@@ -182,29 +185,45 @@ class Tree:
         stripped = path.rstrip("/")
         if not stripped:
             return Resolved("/", "dir")
-        head, _, name = stripped.rpartition("/")
-        parent = self._resolve(head or "/", depth)
+        if len(stripped) >= PATH_MAX:  # the kernel refuses it (ENAMETOOLONG)
+            return Resolved(path, "missing")
+        names = [c for c in stripped.split("/") if c]
+        keys: list[str] = []
+        key = ""
+        for name in names:
+            key += "/" + name
+            keys.append(key)
+        start, parent = 0, Resolved("/", "dir")
+        for i in range(len(keys) - 1, -1, -1):
+            memo = self._memo.get(keys[i])
+            if memo is not None:
+                start, parent = i + 1, memo
+                break
+        for i in range(start, len(names)):
+            parent = self._step(parent, names[i], depth)
+            if parent.kind != "loop":
+                self._memo[keys[i]] = parent
+        if parent.kind != "loop":
+            self._memo[path] = parent
+        return parent
+
+    def _step(self, parent: Resolved, name: str, depth: int) -> Resolved:
         if parent.kind != "dir":
-            result = Resolved(_join(parent.path, name), "missing" if parent.kind != "loop" else "loop", parent.links)
-        elif name in ("", "."):
-            result = parent
-        elif name == "..":
-            result = Resolved(posixpath.dirname(parent.path) or "/", "dir", parent.links)
-        else:
-            p = _join(parent.path, name)
-            st = self.lstat(p)
-            if st is None:
-                result = Resolved(p, "missing", parent.links)
-            elif st.kind == "symlink":
-                target = st.linkname or ""
-                nxt = target if target.startswith("/") else _join(parent.path, target)
-                sub = self._resolve(nxt, depth + 1) if target else Resolved(p, "missing")
-                result = Resolved(sub.path, sub.kind, parent.links + (p,) + sub.links)
-            else:
-                result = Resolved(p, st.kind, parent.links)
-        if result.kind != "loop":
-            self._memo[path] = result
-        return result
+            return Resolved(_join(parent.path, name), "missing" if parent.kind != "loop" else "loop", parent.links)
+        if name in ("", "."):
+            return parent
+        if name == "..":
+            return Resolved(posixpath.dirname(parent.path) or "/", "dir", parent.links)
+        p = _join(parent.path, name)
+        st = self.lstat(p)
+        if st is None:
+            return Resolved(p, "missing", parent.links)
+        if st.kind == "symlink":
+            target = st.linkname or ""
+            nxt = target if target.startswith("/") else _join(parent.path, target)
+            sub = self._resolve(nxt, depth + 1) if target else Resolved(p, "missing")
+            return Resolved(sub.path, sub.kind, parent.links + (p,) + sub.links)
+        return Resolved(p, st.kind, parent.links)
 
     def walk_files(self, top: str) -> Iterator[str]:
         """Every regular file under the canonical directory ``top`` (symlinks not followed), sorted."""
@@ -316,26 +335,44 @@ def is_musl_interp(interp: str | None) -> bool:
 
 
 def parse_ld_so_conf(tree: Tree, path: str = "/etc/ld.so.conf", _seen: set[str] | None = None) -> list[str]:
-    """Directories listed by ldconfig's configuration, includes (globs, sorted) expanded in place."""
+    """Directories listed by ldconfig's configuration, includes (globs, sorted) expanded in place.
+
+    Includes are followed with an explicit stack, not recursion: a chain of 10,000 includes costs
+    10,000 steps; a file already read is not read again (include loops)."""
     seen = _seen if _seen is not None else set()
-    r = tree.resolve(path)
-    if r.kind != "file" or r.path in seen:
-        return []
-    seen.add(r.path)
-    data = tree.view.read_small(r.path)
-    if data is None:
-        return []
     dirs: list[str] = []
-    for raw in data.decode("utf-8", "surrogateescape").splitlines():
-        line = raw.split("#", 1)[0].strip()
+    # frames: (file, its remaining lines) or ("", the remaining files of one include line)
+    stack: list[tuple[str, Iterator[str]]] = []
+
+    def enter(conf: str) -> None:
+        r = tree.resolve(conf)
+        if r.kind != "file" or r.path in seen:
+            return
+        seen.add(r.path)
+        data = tree.view.read_small(r.path)
+        if data is not None:
+            stack.append((conf, iter(data.decode("utf-8", "surrogateescape").splitlines())))
+
+    enter(path)
+    while stack:
+        conf, items = stack[-1]
+        item = next(items, None)
+        if item is None:
+            stack.pop()
+            continue
+        if not conf:  # the next file of an include line, read in place
+            enter(item)
+            continue
+        line = item.split("#", 1)[0].strip()
         if not line:
             continue
         if line.startswith("include") and line[7:8] in (" ", "\t"):
+            found: list[str] = []
             for pattern in line[8:].split():
                 if not pattern.startswith("/"):
-                    pattern = _join(posixpath.dirname(path), pattern)
-                for inc in tree.glob(pattern):
-                    dirs.extend(parse_ld_so_conf(tree, inc, seen))
+                    pattern = _join(posixpath.dirname(conf), pattern)
+                found += tree.glob(pattern)
+            stack.append(("", iter(found)))
         elif line[:5].lower() == "hwcap" and line[5:6] in (" ", "\t"):
             continue
         else:
@@ -343,11 +380,7 @@ def parse_ld_so_conf(tree: Tree, path: str = "/etc/ld.so.conf", _seen: set[str] 
             if "=" in d:  # libc5-era "dir=TYPE"
                 d = d.split("=", 1)[0].rstrip() or d
             dirs.append(d)
-    out: list[str] = []
-    for d in dirs:
-        if d not in out:
-            out.append(d)
-    return out
+    return list(dict.fromkeys(dirs))
 
 
 @dataclass(frozen=True)
@@ -359,7 +392,16 @@ class CacheEntry:
 
 
 def parse_ld_so_cache(data: bytes) -> list[CacheEntry] | None:
-    """Entries of /etc/ld.so.cache (new "glibc-ld.so.cache1.1" format, or old "ld.so-1.7.0"); None if invalid."""
+    """Entries of /etc/ld.so.cache (new "glibc-ld.so.cache1.1" format, or old "ld.so-1.7.0"); None if invalid.
+
+    Counts and offsets come from the file: any that point past its end make the cache invalid."""
+    try:
+        return _parse_ld_so_cache(data)
+    except (struct.error, IndexError, ValueError):
+        return None
+
+
+def _parse_ld_so_cache(data: bytes) -> list[CacheEntry] | None:
     new_magic = b"glibc-ld.so.cache1.1"
     base = 0
     if data.startswith(b"ld.so-1.7.0"):
@@ -367,6 +409,8 @@ def parse_ld_so_cache(data: bytes) -> list[CacheEntry] | None:
             return None
         (nlibs,) = struct.unpack_from("<I", data, 12)
         end_old = 16 + nlibs * 12
+        if end_old > len(data):
+            return None
         base = (end_old + 7) & ~7
         if data[base : base + len(new_magic)] != new_magic:
             # Old format only: offsets count from the end of the entries.
@@ -387,12 +431,16 @@ def parse_ld_so_cache(data: bytes) -> list[CacheEntry] | None:
     if ext_off and ext_off + 8 <= len(data):
         magic, count = struct.unpack_from(order + "II", data, ext_off)
         if magic == (-358342284) & 0xFFFFFFFF:
+            if ext_off + 8 + count * 16 > len(data):
+                return None
             for i in range(count):
                 tag, _fl, off, size = struct.unpack_from(order + "IIII", data, ext_off + 8 + i * 16)
                 if tag == 1 and off + size <= len(data):
                     for j in range(size // 4):
                         (sidx,) = struct.unpack_from(order + "I", data, off + 4 * j)
                         hwcap_names.append(_cstr(data, base + sidx))
+    if base + 48 + nlibs * 24 > len(data):
+        return None
     entries = []
     for i in range(nlibs):
         off = base + 48 + i * 24
@@ -708,7 +756,7 @@ class Resolver:
         # byte order or OS/ABI is an error that ends the search; another machine is skipped.
         if info is None:
             return "fatal", res, None, f"{cand}: invalid ELF header"
-        if info.elf_class == 0:
+        if info.elf_class == 0 or info.error:
             return "fatal", res, info, f"{cand}: {info.error}"
         if info.elf_class != ref.elf_class:
             return "skip", res, info, f"{cand}: ELFCLASS{info.elf_class}, need ELFCLASS{ref.elf_class}"
@@ -1278,8 +1326,8 @@ class _Roots:
         info = self.r.elf_at(res.path)
         if info is not None:
             kind = "elf" if (info.needed or info.interp) else "static"
-            if info.elf_class == 0:
-                raise BilgeError(f"{path}: {info.error}")
+            if info.error:  # not a static binary: what it needs cannot be read
+                raise BilgeError(f"{path}: {info.error}; the libraries it needs cannot be resolved")
             self._push(Root(path, res.path, kind, origin, info.interp), res)
             return
         head = self.r.view.read_small(res.path, 512)
@@ -1327,6 +1375,9 @@ class _Roots:
                 continue
             if info.elf_class == 0:
                 self.r.note(f"{p}: {info.error}; skipped")
+                continue
+            if info.error:  # the header reads but the dynamic section does not: unresolvable, not static
+                self.missing.append((p, p, f"{info.error}; the libraries it needs cannot be resolved"))
                 continue
             self.seen.add(p)
             kind = "elf" if (info.needed or info.interp) else "static"
@@ -1461,6 +1512,12 @@ def closure(
 _LOADER_NAME = re.compile(r"^(ld-linux[\w.-]*\.so\.\d+|ld64\.so\.\d+|ld\.so\.\d+|ld-\d[\d.]*\.so|ld-musl-[\w-]+\.so\.1)$")
 SCRIPT_HEAD = 1024
 ETC_LIMIT = 1 << 20
+# The files under /etc the loader and ldconfig read, kept whole (any other file: its #! head only), and
+# the most kept in all, so a layer of thousands of /etc files cannot hold the run's memory.
+_LOADER_ETC = re.compile(r"^etc/(ld\.so\.conf(\.d/.+)?|ld\.so\.cache|ld\.so\.preload|nsswitch\.conf"
+                         r"|ld-musl-[^/]+\.path|ld\.so\.conf\.d)$")
+SMALL_BUDGET = 64 << 20
+OTHER_ETC_BUDGET = 16 << 20
 SPOOL_OVER = 64 << 20  # bodies above this are copied to a temporary file so pyelftools can seek
 
 
@@ -1474,13 +1531,28 @@ class ElfCollector:
     def __init__(self) -> None:
         self.elf: dict[tuple[int, str], ElfInfo] = {}
         self.small: dict[tuple[int, str], bytes] = {}
+        self.small_bytes = 0
+        self.other_bytes = 0
         self.elf_files = 0
         self.elf_bytes = 0
+
+    def _keep(self, key: tuple[int, str], data: bytes, loader: bool) -> None:
+        if not loader:  # another /etc file (an include may name it): kept while OTHER_ETC_BUDGET lasts
+            if self.other_bytes + len(data) <= OTHER_ETC_BUDGET:
+                self.other_bytes += len(data)
+                self.small[key] = data
+            return
+        self.small_bytes += len(data)
+        if self.small_bytes > SMALL_BUDGET:
+            raise BilgeError(f"the image holds more than {SMALL_BUDGET >> 20} MiB of dynamic-loader configuration "
+                             f"under /etc (at {key[1]} in layer {key[0]}); not read")
+        self.small[key] = data
 
     def __call__(self, layer, entry) -> None:  # (bilge.image.Layer, bilge.layers.Entry)
         if entry.type != "file" or entry.unsafe or entry.whiteout is not None or entry.size < 4:
             if entry.type == "file" and entry.path.startswith("etc/") and not entry.unsafe:
-                self.small[(layer.index, entry.path)] = entry.read(-1) if entry.size else b""
+                self._keep((layer.index, entry.path), entry.read(-1) if entry.size else b"",
+                           bool(_LOADER_ETC.match(entry.path)))
             return
         key = (layer.index, entry.path)
         head = entry.read(4)
@@ -1492,8 +1564,11 @@ class ElfCollector:
                 self.elf[key] = info
             if _LOADER_NAME.match(posixpath.basename(entry.path)) and entry.size <= LOADER_LIMIT:
                 self.small[key] = entry.read(-1)
-        elif entry.path.startswith("etc/") and entry.size <= ETC_LIMIT:
-            self.small[key] = entry.read(-1)
+        elif _LOADER_ETC.match(entry.path) and entry.size <= ETC_LIMIT:
+            self._keep(key, entry.read(-1), True)
+        elif entry.path.startswith("etc/") and entry.size <= ETC_LIMIT and \
+                self.other_bytes + entry.size <= OTHER_ETC_BUDGET and head[:2] != b"#!":
+            self._keep(key, entry.read(-1), False)
         elif head[:2] == b"#!":
             self.small[key] = entry.read(SCRIPT_HEAD)
 

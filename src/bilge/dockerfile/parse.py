@@ -10,7 +10,9 @@ variables, WORKDIR and USER are in effect when it runs. The shell commands of ea
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -341,15 +343,37 @@ def join_path(base: str, path: str) -> str:
 
 # --- reading and checking -------------------------------------------------------------------------------
 
+MAX_DOCKERFILE = 16 << 20
+"""Largest Dockerfile read (BuildKit's own limit on a Dockerfile is smaller); a larger input is refused."""
+
+
 def read_text(path: str | Path) -> str:
     p = Path(path)
     try:
-        data = p.read_bytes()
+        # O_NONBLOCK: opening a FIFO with no writer must not wait; only a regular file is read.
+        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         raise BilgeError(f"Dockerfile not found: {p}") from None
     except IsADirectoryError:
         raise BilgeError(f"{p} is a directory, not a Dockerfile") from None
-    return decode(data, str(p))
+    except OSError as exc:
+        raise BilgeError(f"{p}: cannot open: {exc.strerror}") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise BilgeError(f"{p} is a directory, not a Dockerfile")
+        raise BilgeError(f"{p} is not a regular file (a device, FIFO or socket), not a Dockerfile")
+    with os.fdopen(fd, "rb") as fh:
+        return decode(read_bounded(fh, str(p)), str(p))
+
+
+def read_bounded(fh, name: str, limit: int = MAX_DOCKERFILE) -> bytes:
+    """Read at most ``limit`` bytes of a Dockerfile; more is refused (stdin may be endless)."""
+    data = fh.read(limit + 1)
+    if len(data) > limit:
+        raise BilgeError(f"{name}: larger than {limit >> 20} MiB; not read as a Dockerfile")
+    return data
 
 
 def decode(data: bytes, name: str) -> str:
@@ -375,15 +399,29 @@ def _go_parse(text: str, name: str) -> tuple:
 
 
 def _locate_error(text: str, message: str) -> int | None:
-    """The parser's errors carry no line number: the first line where a prefix of the file fails the same way."""
+    """The parser's errors carry no line number: a line where a prefix of the file starts failing the same way.
+
+    Bisection over prefixes (about log2(lines) parses, not one per line): it keeps a prefix that parses
+    (or fails otherwise) below and one that fails with ``message`` above, and returns the boundary."""
     lines = text.splitlines(keepends=True)
-    for k in range(1, len(lines) + 1):
+
+    def fails(k: int) -> bool:
         try:
             _bk.parse_string("".join(lines[:k]))
         except _bk.GoParseError as exc:
-            if str(exc) == message:
-                return k
-    return None
+            return str(exc) == message
+        return False
+
+    lo, hi = 0, len(lines)  # fails(lo) is False (the empty prefix), fails(hi) is the whole file
+    if not lines or not fails(hi):
+        return None
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if fails(mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi
 
 
 def parse_text(text: str, path: str = "Dockerfile") -> Dockerfile:

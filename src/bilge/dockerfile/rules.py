@@ -26,7 +26,7 @@ from bilge.dockerfile.dockerignore import DockerIgnore, walk_context
 from bilge.dockerfile.keyfiles import not_a_secret
 from bilge.dockerfile.parse import Dockerfile, Instruction, Stage, Var, join_path
 from bilge.dockerfile.purge import auto_purged
-from bilge.dockerfile.runs import PathOp, RunFacts, analyze_run, glob_prefix, strip_glob_tail, under
+from bilge.dockerfile.runs import PathOp, PkgOp, RunFacts, analyze_run, glob_prefix, strip_glob_tail, under
 
 SEVERITIES = ("critical", "high", "medium", "low", "info")
 _RANK = {s: i for i, s in enumerate(reversed(SEVERITIES))}  # info=0 ... critical=4
@@ -181,6 +181,7 @@ class Analysis:
         self.shipped = {s.index for s in self.chain}
         self.content = self._content_shipped()
         self._facts: dict[int, RunFacts] = {}
+        self.memo: dict[str, Any] = {}  # results several rules share, computed once
         self.leaves = [s for s in df.leaves() if s.index != self.target.index]
 
     def facts(self, ins: Instruction) -> RunFacts:
@@ -725,52 +726,110 @@ def _path_match(removed: PathOp, c: Creator) -> bool:
 _PKG_FAMILY = {"apt": "apt", "apk": "apk", "yum": "yum", "zypper": "zypper"}
 
 
+def _slash_prefixes(path: str) -> list[str]:
+    """``/a/b/c`` -> ``/a``, ``/a/b``, ``/a/b/c``: every R with ``under(path, R)`` true, except ``/``."""
+    return [path[:i] for i in range(1, len(path)) if path[i] == "/"] + [path]
+
+
+class _CreatorIndex:
+    """Earlier creators, indexed so a removal looks only at those ``_path_match`` could accept:
+    creators under the removed path, creators that are its ancestors, and the few it cannot place."""
+
+    def __init__(self) -> None:
+        self.creators: list[Creator] = []
+        self.under: dict[str, list[int]] = {}  # R -> creators whose path is R or under it
+        self.exact: dict[str, list[int]] = {}  # path (no trailing slash) -> creators
+        self.wild: list[int] = []  # relative paths: always looked at
+
+    def add(self, c: Creator) -> None:
+        k = len(self.creators)
+        self.creators.append(c)
+        cp = glob_prefix(c.path) if _has_glob(c.path) else c.path
+        if not cp.startswith("/") or not cp.strip("/"):
+            self.wild.append(k)
+            return
+        for prefix in _slash_prefixes(cp):
+            self.under.setdefault(prefix, []).append(k)
+        self.exact.setdefault(cp.rstrip("/"), []).append(k)
+
+    def candidates(self, r: str) -> list[Creator]:
+        rbase = (strip_glob_tail(r).rstrip("/")) or "/"
+        if not r.startswith("/") or rbase == "/":
+            return self.creators
+        ks = set(self.under.get(rbase, ())) | set(self.wild)
+        if _has_glob(r):
+            literal = re.split(r"[*?\[]", r, maxsplit=1)[0]
+            directory = literal.rsplit("/", 1)[0]
+            if not directory:
+                return self.creators
+            ks |= set(self.under.get(directory, ()))
+        if not _has_glob(rbase):
+            for prefix in _slash_prefixes(rbase):
+                ks |= set(self.exact.get(prefix, ()))
+        return [self.creators[k] for k in sorted(ks)]
+
+
 def _cleanup_matches(an: Analysis) -> list[tuple[Instruction, list[tuple[str, Instruction, str]]]]:
-    """For each RUN in the shipped chain: (what it removes, the earlier instruction that created it, how)."""
+    """For each RUN in the shipped chain: (what it removes, the earlier instruction that created it, how).
+
+    One pass in build order with indexes of what earlier instructions created, installed and cached
+    (creators by first path component, packages by name, caches by kind), so the cost grows with the
+    matches, not with the square of the instruction count. Computed once per analysis."""
+    cached = an.memo.get("cleanup_matches")
+    if cached is not None:
+        return cached
     seq = an.shipped_instructions()
     result = []
+    index = _CreatorIndex()
+    installed: dict[tuple[str | None, str], list[tuple[int, int]]] = {}  # (family, name) -> [(pos, k)]
+    install_ops: dict[tuple[int, int], tuple[Instruction, PkgOp]] = {}
+    caches: dict[str, list[Instruction]] = {}
     for pos, ins in enumerate(seq):
-        if ins.keyword != "RUN":
-            continue
-        facts = an.facts(ins)
-        earlier = seq[:pos]
-        matches: list[tuple[str, Instruction, str]] = []
-        # paths
-        creators = [c for e in earlier for c in _creators(an, e)]
-        for rm in facts.removes:
-            hit = [c for c in creators if _path_match(rm, c)]
-            if not hit:
-                continue
-            # prefer the most specific creators: exact paths over whole-directory copies
-            exact = [c for c in hit if not c.partial or c.path == strip_glob_tail(rm.path)]
-            what = _rel(rm.path, ins.workdir)
-            if rm.partial:
-                what = f"{rm.what or 'files'} under {what}"
-            for c in exact or hit:
-                matches.append((what, c.ins, c.what))
-        # packages
-        for rem in facts.removals:
-            fam = _PKG_FAMILY.get(rem.manager)
-            for e in earlier:
-                if e.keyword != "RUN":
+        if ins.keyword == "RUN":
+            facts = an.facts(ins)
+            matches: list[tuple[str, Instruction, str]] = []
+            # paths
+            for rm in facts.removes:
+                r = rm.path
+                if "$" in r or "`" in r:
                     continue
-                for inst in an.facts(e).installs:
-                    if _PKG_FAMILY.get(inst.manager) != fam:
-                        continue
+                hit = [c for c in index.candidates(r) if _path_match(rm, c)]
+                if not hit:
+                    continue
+                # prefer the most specific creators: exact paths over whole-directory copies
+                exact = [c for c in hit if not c.partial or c.path == strip_glob_tail(rm.path)]
+                what = _rel(rm.path, ins.workdir)
+                if rm.partial:
+                    what = f"{rm.what or 'files'} under {what}"
+                for c in exact or hit:
+                    matches.append((what, c.ins, c.what))
+            # packages
+            for rem in facts.removals:
+                fam = _PKG_FAMILY.get(rem.manager)
+                keys = sorted({key for n in rem.names for key in installed.get((fam, n), ())})
+                for key in keys:
+                    e, inst = install_ops[key]
                     names = set(inst.names) | ({inst.virtual} if inst.virtual else set())
                     common = [n for n in rem.names if n in names]
                     if common:
                         matches.append((" ".join(common), e, f"{inst.manager} packages"))
-        # cache cleaning commands
-        for kind, _text in facts.cache_cleans:
-            for e in earlier:
-                if e.keyword != "RUN":
-                    continue
-                for c in an.facts(e).caches:
-                    if c.kind == kind and c.cleaned is None:
-                        matches.append((_CACHE_NAMES.get(kind, kind), e, kind))
-        if matches:
-            result.append((ins, matches))
+            # cache cleaning commands
+            for kind, _text in facts.cache_cleans:
+                for e in caches.get(kind, ()):
+                    matches.append((_CACHE_NAMES.get(kind, kind), e, kind))
+            if matches:
+                result.append((ins, matches))
+            for k, inst in enumerate(facts.installs):
+                install_ops[(pos, k)] = (ins, inst)
+                fam = _PKG_FAMILY.get(inst.manager)
+                for n in {*inst.names, *([inst.virtual] if inst.virtual else [])}:
+                    installed.setdefault((fam, n), []).append((pos, k))
+            for c in facts.caches:
+                if c.cleaned is None:
+                    caches.setdefault(c.kind, []).append(ins)
+        for c in _creators(an, ins):
+            index.add(c)
+    an.memo["cleanup_matches"] = result
     return result
 
 
@@ -909,13 +968,18 @@ def _installed_toolchain(an: Analysis, ins: Instruction, seq: list[Instruction])
     tools = [n for n in dict.fromkeys(installed) if n not in removed and n not in virtual_removed]
     if virtual_removed:
         tools = [n for n in tools if not any(n in p.names for p in facts.installs if p.virtual in virtual_removed)]
-    later = False
-    if ins in seq:
-        for nxt in seq[seq.index(ins) + 1:]:
+    # the last position in ``seq`` at which a RUN removes each package name (computed once)
+    last_removed = an.memo.get("last_removed")
+    if last_removed is None:
+        last_removed = an.memo["last_removed"] = {}
+        an.memo["positions"] = {i.index: pos for pos, i in enumerate(seq)}
+        for pos, nxt in enumerate(seq):
             if nxt.keyword == "RUN":
-                rem = {n for p in an.facts(nxt).removals for n in p.names}
-                if rem & set(tools):
-                    later = True
+                for p in an.facts(nxt).removals:
+                    for n in p.names:
+                        last_removed[n] = pos
+    pos = an.memo["positions"].get(ins.index)
+    later = pos is not None and any(last_removed.get(t, -1) > pos for t in tools)
     return [t for t in tools if not t.startswith(".")], later
 
 
