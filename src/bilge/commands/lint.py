@@ -87,12 +87,13 @@ def register(app: typer.Typer) -> None:
         """Dockerfile mistakes that cost image size or leak secrets; with --image, the bytes each one costs."""
         from bilge.config import load_config
         from bilge.dockerfile import dockerignore
-        from bilge.dockerfile.parse import decode, parse_file, parse_text
+        from bilge.dockerfile.parse import parse_file, parse_text
+        from bilge.dockerfile.reading import decode, read_bounded
         from bilge.dockerfile.rules import LintOptions, apply_config, lint, severity_rank
         from bilge.format.common import console
 
         if dockerfile == "-":
-            df = parse_text(decode(sys.stdin.buffer.read(), "<stdin>"), "-")
+            df = parse_text(decode(read_bounded(sys.stdin.buffer, "<stdin>"), "<stdin>"), "-")
             start = Path.cwd()
         else:
             df = parse_file(dockerfile)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import posixpath
 import re
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from bilge.deps.tree import Tree, _join
@@ -62,26 +63,44 @@ def is_musl_interp(interp: str | None) -> bool:
 
 
 def parse_ld_so_conf(tree: Tree, path: str = "/etc/ld.so.conf", _seen: set[str] | None = None) -> list[str]:
-    """Directories listed by ldconfig's configuration, includes (globs, sorted) expanded in place."""
+    """Directories listed by ldconfig's configuration, includes (globs, sorted) expanded in place.
+
+    Includes are followed with an explicit stack, not recursion: a chain of 10,000 includes costs
+    10,000 steps; a file already read is not read again (include loops)."""
     seen = _seen if _seen is not None else set()
-    r = tree.resolve(path)
-    if r.kind != "file" or r.path in seen:
-        return []
-    seen.add(r.path)
-    data = tree.view.read_small(r.path)
-    if data is None:
-        return []
     dirs: list[str] = []
-    for raw in data.decode("utf-8", "surrogateescape").splitlines():
-        line = raw.split("#", 1)[0].strip()
+    # frames: (file, its remaining lines) or ("", the remaining files of one include line)
+    stack: list[tuple[str, Iterator[str]]] = []
+
+    def enter(conf: str) -> None:
+        r = tree.resolve(conf)
+        if r.kind != "file" or r.path in seen:
+            return
+        seen.add(r.path)
+        data = tree.view.read_small(r.path)
+        if data is not None:
+            stack.append((conf, iter(data.decode("utf-8", "surrogateescape").splitlines())))
+
+    enter(path)
+    while stack:
+        conf, items = stack[-1]
+        item = next(items, None)
+        if item is None:
+            stack.pop()
+            continue
+        if not conf:  # the next file of an include line, read in place
+            enter(item)
+            continue
+        line = item.split("#", 1)[0].strip()
         if not line:
             continue
         if line.startswith("include") and line[7:8] in (" ", "\t"):
+            found: list[str] = []
             for pattern in line[8:].split():
                 if not pattern.startswith("/"):
-                    pattern = _join(posixpath.dirname(path), pattern)
-                for inc in tree.glob(pattern):
-                    dirs.extend(parse_ld_so_conf(tree, inc, seen))
+                    pattern = _join(posixpath.dirname(conf), pattern)
+                found += tree.glob(pattern)
+            stack.append(("", iter(found)))
         elif line[:5].lower() == "hwcap" and line[5:6] in (" ", "\t"):
             continue
         else:
@@ -89,11 +108,7 @@ def parse_ld_so_conf(tree: Tree, path: str = "/etc/ld.so.conf", _seen: set[str] 
             if "=" in d:  # libc5-era "dir=TYPE"
                 d = d.split("=", 1)[0].rstrip() or d
             dirs.append(d)
-    out: list[str] = []
-    for d in dirs:
-        if d not in out:
-            out.append(d)
-    return out
+    return list(dict.fromkeys(dirs))
 
 
 @dataclass(frozen=True)
@@ -105,7 +120,16 @@ class CacheEntry:
 
 
 def parse_ld_so_cache(data: bytes) -> list[CacheEntry] | None:
-    """Entries of /etc/ld.so.cache (new "glibc-ld.so.cache1.1" format, or old "ld.so-1.7.0"); None if invalid."""
+    """Entries of /etc/ld.so.cache (new "glibc-ld.so.cache1.1" format, or old "ld.so-1.7.0"); None if invalid.
+
+    Counts and offsets come from the file: any that point past its end make the cache invalid."""
+    try:
+        return _parse_ld_so_cache(data)
+    except (struct.error, IndexError, ValueError):
+        return None
+
+
+def _parse_ld_so_cache(data: bytes) -> list[CacheEntry] | None:
     new_magic = b"glibc-ld.so.cache1.1"
     base = 0
     if data.startswith(b"ld.so-1.7.0"):
@@ -113,6 +137,8 @@ def parse_ld_so_cache(data: bytes) -> list[CacheEntry] | None:
             return None
         (nlibs,) = struct.unpack_from("<I", data, 12)
         end_old = 16 + nlibs * 12
+        if end_old > len(data):
+            return None
         base = (end_old + 7) & ~7
         if data[base : base + len(new_magic)] != new_magic:
             # Old format only: offsets count from the end of the entries.
@@ -133,12 +159,16 @@ def parse_ld_so_cache(data: bytes) -> list[CacheEntry] | None:
     if ext_off and ext_off + 8 <= len(data):
         magic, count = struct.unpack_from(order + "II", data, ext_off)
         if magic == (-358342284) & 0xFFFFFFFF:
+            if ext_off + 8 + count * 16 > len(data):
+                return None
             for i in range(count):
                 tag, _fl, off, size = struct.unpack_from(order + "IIII", data, ext_off + 8 + i * 16)
                 if tag == 1 and off + size <= len(data):
                     for j in range(size // 4):
                         (sidx,) = struct.unpack_from(order + "I", data, off + 4 * j)
                         hwcap_names.append(_cstr(data, base + sidx))
+    if base + 48 + nlibs * 24 > len(data):
+        return None
     entries = []
     for i in range(nlibs):
         off = base + 48 + i * 24

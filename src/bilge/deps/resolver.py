@@ -164,7 +164,7 @@ class Resolver:
         # byte order or OS/ABI is an error that ends the search; another machine is skipped.
         if info is None:
             return "fatal", res, None, f"{cand}: invalid ELF header"
-        if info.elf_class == 0:
+        if info.elf_class == 0 or info.error:
             return "fatal", res, info, f"{cand}: {info.error}"
         if info.elf_class != ref.elf_class:
             return "skip", res, info, f"{cand}: ELFCLASS{info.elf_class}, need ELFCLASS{ref.elf_class}"

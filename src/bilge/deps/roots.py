@@ -57,8 +57,8 @@ class _Roots:
         info = self.r.elf_at(res.path)
         if info is not None:
             kind = "elf" if (info.needed or info.interp) else "static"
-            if info.elf_class == 0:
-                raise BilgeError(f"{path}: {info.error}")
+            if info.error:  # not a static binary: what it needs cannot be read
+                raise BilgeError(f"{path}: {info.error}; the libraries it needs cannot be resolved")
             self._push(Root(path, res.path, kind, origin, info.interp), res)
             return
         head = self.r.view.read_small(res.path, 512)
@@ -106,6 +106,9 @@ class _Roots:
                 continue
             if info.elf_class == 0:
                 self.r.note(f"{p}: {info.error}; skipped")
+                continue
+            if info.error:  # the header reads but the dynamic section does not: unresolvable, not static
+                self.missing.append((p, p, f"{info.error}; the libraries it needs cannot be resolved"))
                 continue
             self.seen.add(p)
             kind = "elf" if (info.needed or info.interp) else "static"

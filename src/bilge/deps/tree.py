@@ -6,7 +6,7 @@ import fnmatch
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from bilge.deps.view import Stat, View
+from bilge.deps.view import PATH_MAX, Stat, View
 from bilge.symlinks import walk
 
 
@@ -44,6 +44,8 @@ class Tree:
         hit = self._memo.get(path)
         if hit is not None:
             return hit
+        if len(path.rstrip("/")) >= PATH_MAX:  # the kernel refuses it (ENAMETOOLONG)
+            return Resolved(path, "missing")
         w = walk(path, self._lookup, clamp=True)
         links = tuple("/" + p for p in w.links)
         if w.problem == "cycle":

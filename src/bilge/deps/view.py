@@ -17,6 +17,7 @@ from bilge.errors import BilgeError
 if TYPE_CHECKING:
     from bilge.source.base import ImageSource
 
+PATH_MAX = 4096  # longer paths fail with ENAMETOOLONG
 SMALL_LIMIT = 1 << 20  # read_small() default: config files, script heads
 LOADER_LIMIT = 8 << 20  # the dynamic loader is read whole to find its compiled-in search path
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -105,6 +106,12 @@ class DirView:
 _LOADER_NAME = re.compile(r"^(ld-linux[\w.-]*\.so\.\d+|ld64\.so\.\d+|ld\.so\.\d+|ld-\d[\d.]*\.so|ld-musl-[\w-]+\.so\.1)$")
 SCRIPT_HEAD = 1024
 ETC_LIMIT = 1 << 20
+# The files under /etc the loader and ldconfig read, kept whole (any other file: its #! head only), and
+# the most kept in all, so a layer of thousands of /etc files cannot hold the run's memory.
+_LOADER_ETC = re.compile(r"^etc/(ld\.so\.conf(\.d/.+)?|ld\.so\.cache|ld\.so\.preload|nsswitch\.conf"
+                         r"|ld-musl-[^/]+\.path|ld\.so\.conf\.d)$")
+SMALL_BUDGET = 64 << 20
+OTHER_ETC_BUDGET = 16 << 20
 SPOOL_OVER = 64 << 20  # bodies above this are copied to a temporary file so pyelftools can seek
 
 
@@ -118,13 +125,28 @@ class ElfCollector:
     def __init__(self) -> None:
         self.elf: dict[tuple[int, str], ElfInfo] = {}
         self.small: dict[tuple[int, str], bytes] = {}
+        self.small_bytes = 0
+        self.other_bytes = 0
         self.elf_files = 0
         self.elf_bytes = 0
+
+    def _keep(self, key: tuple[int, str], data: bytes, loader: bool) -> None:
+        if not loader:  # another /etc file (an include may name it): kept while OTHER_ETC_BUDGET lasts
+            if self.other_bytes + len(data) <= OTHER_ETC_BUDGET:
+                self.other_bytes += len(data)
+                self.small[key] = data
+            return
+        self.small_bytes += len(data)
+        if self.small_bytes > SMALL_BUDGET:
+            raise BilgeError(f"the image holds more than {SMALL_BUDGET >> 20} MiB of dynamic-loader configuration "
+                             f"under /etc (at {key[1]} in layer {key[0]}); not read")
+        self.small[key] = data
 
     def __call__(self, layer, entry) -> None:  # (bilge.image.Layer, bilge.layers.Entry)
         if entry.type != "file" or entry.unsafe or entry.whiteout is not None or entry.size < 4:
             if entry.type == "file" and entry.path.startswith("etc/") and not entry.unsafe:
-                self.small[(layer.index, entry.path)] = entry.read(-1) if entry.size else b""
+                self._keep((layer.index, entry.path), entry.read(-1) if entry.size else b"",
+                           bool(_LOADER_ETC.match(entry.path)))
             return
         key = (layer.index, entry.path)
         head = entry.read(4)
@@ -136,8 +158,11 @@ class ElfCollector:
                 self.elf[key] = info
             if _LOADER_NAME.match(posixpath.basename(entry.path)) and entry.size <= LOADER_LIMIT:
                 self.small[key] = entry.read(-1)
-        elif entry.path.startswith("etc/") and entry.size <= ETC_LIMIT:
-            self.small[key] = entry.read(-1)
+        elif _LOADER_ETC.match(entry.path) and entry.size <= ETC_LIMIT:
+            self._keep(key, entry.read(-1), True)
+        elif entry.path.startswith("etc/") and entry.size <= ETC_LIMIT and \
+                self.other_bytes + entry.size <= OTHER_ETC_BUDGET and head[:2] != b"#!":
+            self._keep(key, entry.read(-1), False)
         elif head[:2] == b"#!":
             self.small[key] = entry.read(SCRIPT_HEAD)
 

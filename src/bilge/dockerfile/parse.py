@@ -17,6 +17,7 @@ from pathlib import Path, PurePosixPath
 
 import dockerfile as _bk
 
+from bilge.dockerfile.reading import DockerfileParseError, read_text
 from bilge.errors import BilgeError
 
 KNOWN_INSTRUCTIONS = frozenset({
@@ -32,17 +33,6 @@ BUILTIN_ARGS = frozenset({
 })
 
 _PRAGMA = re.compile(r"^\s*#\s*bilge\s*:\s*(ignore-file|ignore)\s*(?:=\s*([A-Za-z0-9_,\-\s*]+))?\s*$", re.I)
-
-
-class DockerfileParseError(BilgeError):
-    """The Dockerfile does not parse; the message names the line."""
-
-    def __init__(self, path: str, line: int | None, message: str) -> None:
-        self.path = path
-        self.line = line
-        self.reason = message
-        where = f"{path}:{line}" if line else path
-        super().__init__(f"{where}: {message}")
 
 
 @dataclass(frozen=True)
@@ -341,30 +331,6 @@ def join_path(base: str, path: str) -> str:
 
 # --- reading and checking -------------------------------------------------------------------------------
 
-def read_text(path: str | Path) -> str:
-    p = Path(path)
-    try:
-        data = p.read_bytes()
-    except FileNotFoundError:
-        raise BilgeError(f"Dockerfile not found: {p}") from None
-    except IsADirectoryError:
-        raise BilgeError(f"{p} is a directory, not a Dockerfile") from None
-    return decode(data, str(p))
-
-
-def decode(data: bytes, name: str) -> str:
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise DockerfileParseError(name, line, "not UTF-8 text") from None
-    if "\x00" in text:
-        line = text[: text.index("\x00")].count("\n") + 1
-        raise DockerfileParseError(name, line, "binary data (NUL byte) in a Dockerfile")
-    return text
-
 
 def _go_parse(text: str, name: str) -> tuple:
     try:
@@ -375,15 +341,29 @@ def _go_parse(text: str, name: str) -> tuple:
 
 
 def _locate_error(text: str, message: str) -> int | None:
-    """The parser's errors carry no line number: the first line where a prefix of the file fails the same way."""
+    """The parser's errors carry no line number: a line where a prefix of the file starts failing the same way.
+
+    Bisection over prefixes (about log2(lines) parses, not one per line): it keeps a prefix that parses
+    (or fails otherwise) below and one that fails with ``message`` above, and returns the boundary."""
     lines = text.splitlines(keepends=True)
-    for k in range(1, len(lines) + 1):
+
+    def fails(k: int) -> bool:
         try:
             _bk.parse_string("".join(lines[:k]))
         except _bk.GoParseError as exc:
-            if str(exc) == message:
-                return k
-    return None
+            return str(exc) == message
+        return False
+
+    lo, hi = 0, len(lines)  # fails(lo) is False (the empty prefix), fails(hi) is the whole file
+    if not lines or not fails(hi):
+        return None
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if fails(mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi
 
 
 def parse_text(text: str, path: str = "Dockerfile") -> Dockerfile:

@@ -400,8 +400,26 @@ _SHELLS = frozenset({"sh", "bash", "ash", "dash", "zsh", "/bin/sh", "/bin/bash",
                      "/bin/dash", "/usr/bin/env"})
 
 
+MAX_WRAPPERS = 64
+"""Wrapper words (``env``, ``sudo``, ``nice`` ...) unwrapped in front of one command; beyond, the rest is not read."""
+
+
 def _unwrap(cmd: Command, depth: int) -> list[Command]:
-    """Commands run by a wrapper: ``sh -c '...'``, ``bash <<EOF``, ``env A=b cmd``, ``gosu u cmd``, ``xargs cmd``."""
+    """Commands run by a wrapper: ``sh -c '...'``, ``bash <<EOF``, ``env A=b cmd``, ``gosu u cmd``, ``xargs cmd``.
+
+    A loop, not a recursion: ``nice nice nice ... true`` costs one step per word (at most MAX_WRAPPERS)."""
+    out: list[Command] = []
+    for _ in range(MAX_WRAPPERS):
+        step = _unwrap_one(cmd, depth)
+        if not isinstance(step, Command):
+            return out + step
+        out.append(step)
+        cmd = step
+    return out
+
+
+def _unwrap_one(cmd: Command, depth: int) -> list[Command] | Command:
+    """One level: the wrapped command (a Command), or the final list of commands a shell runs."""
     if not cmd.argv:
         return []
     name = cmd.argv[0].text
@@ -444,7 +462,7 @@ def _unwrap(cmd: Command, depth: int) -> list[Command]:
     return []
 
 
-def _rewrap(cmd: Command, argv: list[Word], depth: int, env: bool = False) -> list[Command]:
+def _rewrap(cmd: Command, argv: list[Word], depth: int, env: bool = False) -> list[Command] | Command:
     assigns: list[tuple[str, Word]] = []
     if env:
         while argv and (argv[0].text.startswith("-") or _ASSIGN.match(argv[0].raw)):
@@ -454,8 +472,7 @@ def _rewrap(cmd: Command, argv: list[Word], depth: int, env: bool = False) -> li
                 assigns.append((m.group(1), Word(m.group(3), w.text.split("=", 1)[1], w.vars, w.subs, w.quoted)))
     if not argv:
         return []
-    inner = Command(tuple(argv), tuple(assigns), cmd.redirects, cmd.sep, cmd.piped, depth)
-    return [inner, *_unwrap(inner, depth)]
+    return Command(tuple(argv), tuple(assigns), cmd.redirects, cmd.sep, cmd.piped, depth)
 
 
 def split_exec_form(args: tuple[str, ...] | list[str]) -> list[Command]:

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.text import Text
 
 from bilge.format.sarif import SarifResult, SarifRule, sarif_log
-from bilge.secrets.mask import redact
+from bilge.secrets.mask import Redactor
 from bilge.secrets.model import Finding, Report, ScanStats, Tally
 from bilge.secrets.precision import specific
 from bilge.secrets.rules import SEVERITIES, Ruleset, severity_rank
@@ -47,9 +47,13 @@ def _redactor(report: Report, show_secrets: bool):
     for f in found:
         if f.location.kind != "file" and f.location.instruction:
             standing.setdefault(f.location.instruction, []).append((f.secret, f.masked))
+    general = Redactor(pairs)
 
     def red(text: str) -> str:
-        return redact(text, pairs + standing.get(text, [])) if text else text
+        if not text:
+            return text
+        extra = standing.get(text)
+        return Redactor(pairs + extra)(text) if extra else general(text)
     return red
 
 

@@ -39,17 +39,55 @@ def fingerprint(rule_id: str, where: str, value: str) -> str:
 def redact(text: str, values: list[tuple[str, str]]) -> str:
     """Replace every occurrence of each secret in ``text`` by its masked form.
 
-    ``values`` holds (secret, masked) pairs; longer secrets are replaced first so that a secret
-    containing another is masked whole. A secret is never masked inside a longer word: the
-    value ``insta`` leaves ``install`` alone.
+    ``values`` holds (secret, masked) pairs; where secrets overlap the longest one is masked whole.
+    A secret is never masked inside a longer word: the value ``insta`` leaves ``install`` alone.
     """
-    for secret, masked in sorted(values, key=lambda p: -len(p[0])):
-        if secret and secret in text:
-            text = _bounded(secret).sub(lambda _m, m=masked: m, text)
-    return text
+    return Redactor(values)(text)
 
 
 def _bounded(secret: str) -> re.Pattern[str]:
     left = r"(?<![A-Za-z0-9])" if secret[0].isalnum() else ""
     right = r"(?![A-Za-z0-9])" if secret[-1].isalnum() else ""
     return re.compile(left + re.escape(secret) + right)
+
+
+def _standalone(text: str, start: int, end: int, secret: str) -> bool:
+    """The match is not part of a longer word (only checked on the sides where the secret is alnum)."""
+    if secret[0].isalnum() and start > 0 and text[start - 1].isalnum() and text[start - 1].isascii():
+        return False
+    return not (secret[-1].isalnum() and end < len(text) and text[end].isalnum() and text[end].isascii())
+
+
+class Redactor:
+    """:func:`redact` for many texts and many secrets: one Aho-Corasick automaton (leftmost-longest)
+    built once, one pass over each text, so masking n findings costs n passes, not n x n replaces."""
+
+    def __init__(self, values: list[tuple[str, str]]) -> None:
+        pairs = dict(sorted(((s, m) for s, m in values if s), key=lambda p: -len(p[0])))
+        self._secrets = list(pairs)
+        self._masked = [pairs[s] for s in self._secrets]
+        self._ac = None
+        if len(self._secrets) > 8:
+            import ahocorasick_rs
+
+            self._ac = ahocorasick_rs.AhoCorasick(self._secrets, matchkind=ahocorasick_rs.MatchKind.LeftmostLongest)
+
+    def __call__(self, text: str) -> str:
+        if not text or not self._secrets:
+            return text
+        if self._ac is None:
+            for secret, masked in zip(self._secrets, self._masked, strict=True):
+                if secret in text:
+                    text = _bounded(secret).sub(lambda _m, m=masked: m, text)
+            return text
+        out, pos = [], 0
+        for k, start, end in self._ac.find_matches_as_indexes(text):
+            if not _standalone(text, start, end, self._secrets[k]):
+                continue
+            out.append(text[pos:start])
+            out.append(self._masked[k])
+            pos = end
+        if not out:
+            return text
+        out.append(text[pos:])
+        return "".join(out)

@@ -84,8 +84,11 @@ class FileVisitor:
             for rule in cred:
                 if kind != "text" and not rule.binary:
                     continue
-                for h in parse_credfile(rule, data, self.scanner.ruleset.names):
-                    found.append((h, data.count(b"\n", 0, h.start) + 1))
+                pos, line = 0, 1  # line numbers counted incrementally, not from the start for each hit
+                for h in sorted(parse_credfile(rule, data, self.scanner.ruleset.names), key=lambda h: h.start):
+                    line += data.count(b"\n", pos, h.start)
+                    pos = max(pos, h.start)
+                    found.append((h, line))
         if kind == "text" or (kind == "binary" and self.scan_binaries):
             library = paths.is_library(path)
             if kind != "text" or paths.names_off(path):

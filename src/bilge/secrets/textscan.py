@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import bisect
 import json
 import re
 from collections.abc import Callable
@@ -269,13 +270,19 @@ def dedupe(hits: list[Hit]) -> list[Hit]:
     if len(hits) < 2:
         return hits
     ordered = sorted(hits, key=lambda h: (h.named, -severity_rank(h.severity), h.start))
-    kept: list[Hit] = []
+    # kept spans never overlap, so sorted by start they are sorted by end too: a new span overlaps a
+    # kept one only if it overlaps its neighbour on either side (log n per hit, not n)
+    starts: list[int] = []
+    kept_by_start: list[Hit] = []
     for h in ordered:
-        if any(h.start < k.end and k.start < h.end for k in kept):
+        i = bisect.bisect_right(starts, h.start)
+        if i > 0 and kept_by_start[i - 1].end > h.start and h.end > kept_by_start[i - 1].start:
             continue
-        kept.append(h)
-    kept.sort(key=lambda h: h.start)
-    return kept
+        if i < len(starts) and kept_by_start[i].start < h.end:
+            continue
+        starts.insert(i, h.start)
+        kept_by_start.insert(i, h)
+    return kept_by_start
 
 
 # ---------------------------------------------------------------------------------------------

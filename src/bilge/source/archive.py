@@ -20,7 +20,7 @@ from bilge.image import (
     align_history,
 )
 from bilge.reference import Reference
-from bilge.source import platforms
+from bilge.source import platforms, schema
 from bilge.source.base import SourceOptions
 from bilge.source.common import check_digest, load_json
 from bilge.source.store import Store, TarStore
@@ -76,6 +76,7 @@ def read_docker_save(store: Store, ref: Reference, want: Platform | None, verify
         raise NotAnImageError(f"{ref.path}: manifest.json lists no images")
     if not isinstance(manifest, list) or not all(isinstance(m, dict) for m in manifest):
         raise ImageFormatError(f"{ref.path}: manifest.json is not a list of image entries")
+    schema.docker_save(manifest, f"{ref.path}: manifest.json")
     entries = [_lower_keys(m) for m in manifest]
     entry, index = _select(entries, ref)
     config_name = entry.get("config")
@@ -91,8 +92,7 @@ def read_docker_save(store: Store, ref: Reference, want: Platform | None, verify
     else:
         image_id = "sha256:" + hashlib.sha256(config_bytes).hexdigest()
     config = load_json(config_bytes, f"{ref.path}: config {config_name}")
-    if not isinstance(config, dict):
-        raise ImageFormatError(f"{ref.path}: config {config_name} is not a JSON object")
+    schema.config(config, f"{ref.path}: config {config_name}")
     layer_names = entry.get("layers") or []
     if not isinstance(layer_names, list) or not all(isinstance(n, str) for n in layer_names):
         raise ImageFormatError(f"{ref.path}: manifest.json Layers is not a list of paths")

@@ -8,6 +8,7 @@ from typing import Any
 
 from bilge.errors import DigestMismatchError, ImageFormatError
 from bilge.image import Descriptor, Platform
+from bilge.source import schema
 
 
 def blob_path(digest: str) -> str:
@@ -36,6 +37,7 @@ def load_json(data: bytes, what: str) -> Any:
 def descriptor(obj: Any, where: str) -> Descriptor:
     if not isinstance(obj, dict) or not isinstance(obj.get("digest"), str):
         raise ImageFormatError(f"{where}: malformed descriptor {obj!r:.120}")
+    schema.descriptor(obj, where)
     return Descriptor(
         media_type=str(obj.get("mediaType") or ""),
         digest=obj["digest"],

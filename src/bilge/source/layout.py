@@ -22,7 +22,7 @@ from bilge.image import (
     align_history,
 )
 from bilge.reference import Reference
-from bilge.source import platforms
+from bilge.source import platforms, schema
 from bilge.source.base import SourceOptions
 from bilge.source.common import blob_path, check_digest, descriptor, is_attestation, load_json
 from bilge.source.store import DirStore, Store, TarStore
@@ -67,6 +67,7 @@ def read_layout(store: Store, ref: Reference, want: Platform | None, verify: boo
     index = load_json(store.read("index.json"), f"{where}: index.json")
     if not isinstance(index, dict):
         raise NotAnImageError(f"{where}: index.json is not a JSON object")
+    schema.index(index, f"{where}: index.json")
     top = [descriptor(d, f"{where}: index.json") for d in (index.get("manifests") or [])]
     if not top:
         raise NotAnImageError(f"{where}: index.json lists no manifests")
@@ -138,6 +139,10 @@ def _walk(store: Store, desc: Descriptor, verify: bool, where: str, out: list[_C
     doc = _read_blob_json(store, desc, verify, where)
     if not isinstance(doc, dict):
         raise ImageFormatError(f"{where}: blob {desc.digest[:19]} is not a JSON object")
+    if "manifests" in doc and "layers" not in doc:
+        schema.index(doc, f"{where}: index {desc.digest[:19]}")
+    else:
+        schema.manifest(doc, f"{where}: manifest {desc.digest[:19]}")
     if isinstance(doc.get("manifests"), list) or doc.get("manifests") is None and "layers" not in doc:
         if "manifests" not in doc:
             if "fsLayers" in doc:
@@ -178,8 +183,7 @@ def _build(store: Store, cand: _Candidate, ref: Reference, verify: bool, transpo
     if cdesc.digest == cand.descriptor.digest:
         raise ImageFormatError(f"{where}: manifest {cdesc.digest[:19]} names itself as its config")
     config = _read_blob_json(store, cdesc, verify, where)
-    if not isinstance(config, dict):
-        raise ImageFormatError(f"{where}: config {cdesc.digest[:19]} is not a JSON object")
+    schema.config(config, f"{where}: config {cdesc.digest[:19]}")
     descs = [descriptor(d, where) for d in manifest["layers"]]
     diff_ids = list(((config.get("rootfs") or {}).get("diff_ids")) or [])
     if len(diff_ids) != len(descs):

@@ -27,7 +27,7 @@ from bilge.reference import DockerName, Reference
 from bilge.remote.blobs import BlobCache, BlobStream, ReadAhead
 from bilge.remote.client import DOCKER_V1, DOCKER_V1_SIGNED, RegistryClient
 from bilge.remote.credentials import RegistryAuth
-from bilge.source import platforms
+from bilge.source import platforms, schema
 from bilge.source.base import ImageSource, SourceOptions
 from bilge.source.common import descriptor, is_attestation, load_json
 
@@ -117,6 +117,10 @@ def read_image(client: RegistryClient, ref: Reference, want: Platform | None, ve
     for _depth in range(MAX_DEPTH + 1):
         doc = load_json(body, f"{where}: manifest")
         _check_schema(doc, media_type, where)
+        if "manifests" in doc and "layers" not in doc:
+            schema.index(doc, f"{where}: index")
+        else:
+            schema.manifest(doc, f"{where}: manifest")
         if isinstance(doc.get("manifests"), list) and "layers" not in doc:
             index_annotations = {**index_annotations, **dict(doc.get("annotations") or {})}
             children = [descriptor(d, where) for d in doc["manifests"]]
@@ -144,8 +148,7 @@ def read_image(client: RegistryClient, ref: Reference, want: Platform | None, ve
     if config_bytes is None:
         config_bytes = client.get_blob_bytes(cdesc.digest, MAX_CONFIG, "config")
     config = load_json(config_bytes, f"{where}: config {cdesc.digest[:19]}")
-    if not isinstance(config, dict):
-        raise ImageFormatError(f"{where}: config {cdesc.digest[:19]} is not a JSON object")
+    schema.config(config, f"{where}: config {cdesc.digest[:19]}")
     platform = Platform.from_json(config) or (desc.platform if desc else None)
     if want is not None and desc is None and platform is not None and not platforms.matches(platform, want):
         raise BilgeError(f"{where}: image is {platform}, not {want}")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import posixpath
-import shutil
 import tarfile
 import tempfile
 from typing import BinaryIO
@@ -98,25 +97,33 @@ class DirStore(Store):
         return out
 
 
+GUNZIP_RATIO = 100
+GUNZIP_FLOOR = 2 << 30
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 class TarStore(Store):
     """Random access to the members of an uncompressed tar file (a gzipped one is unpacked to a temp file)."""
 
     def __init__(self, path: str) -> None:
         self.description = path
-        self._tmp: str | None = None
         with open(path, "rb") as fh:
             magic = fh.read(2)
-        real = path
-        if magic == b"\x1f\x8b":
-            real = self._gunzip(path)
-        self._fd = os.open(real, os.O_RDONLY)
+        self._fd = self._gunzip(path) if magic == b"\x1f\x8b" else os.open(path, os.O_RDONLY)
         self._members: dict[str, tarfile.TarInfo] = {}
         try:
-            with tarfile.open(real, mode="r:") as tf:
-                for info in tf:
-                    name = norm_member(info.name)
-                    if name:
-                        self._members[name] = info
+            with os.fdopen(os.dup(self._fd), "rb") as fh:
+                fh.seek(0)
+                with tarfile.open(fileobj=fh, mode="r:") as tf:
+                    for info in tf:
+                        name = norm_member(info.name)
+                        if name:
+                            self._members[name] = info
         except tarfile.ReadError as exc:
             self.close()
             raise NotAnImageError(f"{path}: not a readable tar archive ({exc})") from None
@@ -124,18 +131,36 @@ class TarStore(Store):
             self.close()
             raise ImageFormatError(f"{path}: truncated or corrupt tar archive ({exc})") from None
 
-    def _gunzip(self, path: str) -> str:
+    def _gunzip(self, path: str) -> int:
+        """Unpack a gzipped archive into an anonymous temporary file and return its descriptor.
+
+        The file is unlinked the moment it is created (with signals held, through :mod:`bilge.cleanup`),
+        so nothing is left in $TMPDIR however the run ends, even on SIGKILL. The copy is bounded:
+        more than ``max(GUNZIP_FLOOR, GUNZIP_RATIO x the compressed size)`` is refused as a bomb."""
         import isal.igzip as igzip
 
-        fd, tmp = tempfile.mkstemp(prefix="bilge-", suffix=".tar")
-        self._tmp = tmp
+        from bilge import cleanup
+
+        fd, tmp = cleanup.mkstemp(tempfile.gettempdir(), "bilge-", ".tar")
+        with cleanup.signals_held():
+            cleanup.remove(tmp)
+        limit = max(GUNZIP_FLOOR, GUNZIP_RATIO * os.path.getsize(path))
         try:
-            with os.fdopen(fd, "wb") as out, igzip.open(path, "rb") as src:
-                shutil.copyfileobj(src, out, 1 << 20)
+            written = 0
+            with igzip.open(path, "rb") as src:
+                while chunk := src.read(1 << 20):
+                    written += len(chunk)
+                    if written > limit:
+                        raise ImageFormatError(f"{path}: unpacks to more than {limit >> 20} MiB "
+                                               f"({GUNZIP_RATIO}x its size): refused as a decompression bomb")
+                    _write_all(fd, chunk)
         except (OSError, EOFError) as exc:
-            self.close()
+            os.close(fd)
             raise ImageFormatError(f"{path}: corrupt or truncated gzip archive ({exc})") from None
-        return tmp
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
 
     def _resolve(self, name: str) -> tarfile.TarInfo:
         name = norm_member(name)
@@ -176,9 +201,3 @@ class TarStore(Store):
         if getattr(self, "_fd", None) is not None:
             os.close(self._fd)
             self._fd = None  # type: ignore[assignment]
-        if self._tmp:
-            try:
-                os.unlink(self._tmp)
-            except OSError:
-                pass
-            self._tmp = None

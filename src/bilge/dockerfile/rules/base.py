@@ -65,6 +65,7 @@ class Analysis:
         self.shipped = {s.index for s in self.chain}
         self.content = self._content_shipped()
         self._facts: dict[int, RunFacts] = {}
+        self.memo: dict[str, Any] = {}  # results several rules share, computed once
         self.leaves = [s for s in df.leaves() if s.index != self.target.index]
 
     def facts(self, ins: Instruction) -> RunFacts:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from bilge.dockerfile.parse import Instruction, Stage, join_path
 from bilge.dockerfile.rules.base import Analysis, Finding, measured, norm
-from bilge.dockerfile.runmodel import PathOp, glob_prefix, strip_glob_tail, under
+from bilge.dockerfile.runmodel import PathOp, PkgOp, glob_prefix, strip_glob_tail, under
 from bilge.units import human_bytes
 
 if TYPE_CHECKING:
@@ -108,52 +108,110 @@ def _path_match(removed: PathOp, c: Creator) -> bool:
 _PKG_FAMILY = {"apt": "apt", "apk": "apk", "yum": "yum", "zypper": "zypper"}
 
 
+def _slash_prefixes(path: str) -> list[str]:
+    """``/a/b/c`` -> ``/a``, ``/a/b``, ``/a/b/c``: every R with ``under(path, R)`` true, except ``/``."""
+    return [path[:i] for i in range(1, len(path)) if path[i] == "/"] + [path]
+
+
+class _CreatorIndex:
+    """Earlier creators, indexed so a removal looks only at those ``_path_match`` could accept:
+    creators under the removed path, creators that are its ancestors, and the few it cannot place."""
+
+    def __init__(self) -> None:
+        self.creators: list[Creator] = []
+        self.under: dict[str, list[int]] = {}  # R -> creators whose path is R or under it
+        self.exact: dict[str, list[int]] = {}  # path (no trailing slash) -> creators
+        self.wild: list[int] = []  # relative paths: always looked at
+
+    def add(self, c: Creator) -> None:
+        k = len(self.creators)
+        self.creators.append(c)
+        cp = glob_prefix(c.path) if has_glob(c.path) else c.path
+        if not cp.startswith("/") or not cp.strip("/"):
+            self.wild.append(k)
+            return
+        for prefix in _slash_prefixes(cp):
+            self.under.setdefault(prefix, []).append(k)
+        self.exact.setdefault(cp.rstrip("/"), []).append(k)
+
+    def candidates(self, r: str) -> list[Creator]:
+        rbase = (strip_glob_tail(r).rstrip("/")) or "/"
+        if not r.startswith("/") or rbase == "/":
+            return self.creators
+        ks = set(self.under.get(rbase, ())) | set(self.wild)
+        if has_glob(r):
+            literal = re.split(r"[*?\[]", r, maxsplit=1)[0]
+            directory = literal.rsplit("/", 1)[0]
+            if not directory:
+                return self.creators
+            ks |= set(self.under.get(directory, ()))
+        if not has_glob(rbase):
+            for prefix in _slash_prefixes(rbase):
+                ks |= set(self.exact.get(prefix, ()))
+        return [self.creators[k] for k in sorted(ks)]
+
+
 def cleanup_matches(an: Analysis) -> list[tuple[Instruction, list[tuple[str, Instruction, str]]]]:
-    """For each RUN in the shipped chain: (what it removes, the earlier instruction that created it, how)."""
+    """For each RUN in the shipped chain: (what it removes, the earlier instruction that created it, how).
+
+    One pass in build order with indexes of what earlier instructions created, installed and cached
+    (creators by first path component, packages by name, caches by kind), so the cost grows with the
+    matches, not with the square of the instruction count. Computed once per analysis."""
+    cached = an.memo.get("cleanup_matches")
+    if cached is not None:
+        return cached
     seq = an.shipped_instructions()
     result = []
+    index = _CreatorIndex()
+    installed: dict[tuple[str | None, str], list[tuple[int, int]]] = {}  # (family, name) -> [(pos, k)]
+    install_ops: dict[tuple[int, int], tuple[Instruction, PkgOp]] = {}
+    caches: dict[str, list[Instruction]] = {}
     for pos, ins in enumerate(seq):
-        if ins.keyword != "RUN":
-            continue
-        facts = an.facts(ins)
-        earlier = seq[:pos]
-        matches: list[tuple[str, Instruction, str]] = []
-        # paths
-        creators = [c for e in earlier for c in _creators(an, e)]
-        for rm in facts.removes:
-            hit = [c for c in creators if _path_match(rm, c)]
-            if not hit:
-                continue
-            # prefer the most specific creators: exact paths over whole-directory copies
-            exact = [c for c in hit if not c.partial or c.path == strip_glob_tail(rm.path)]
-            what = _rel(rm.path, ins.workdir)
-            if rm.partial:
-                what = f"{rm.what or 'files'} under {what}"
-            for c in exact or hit:
-                matches.append((what, c.ins, c.what))
-        # packages
-        for rem in facts.removals:
-            fam = _PKG_FAMILY.get(rem.manager)
-            for e in earlier:
-                if e.keyword != "RUN":
+        if ins.keyword == "RUN":
+            facts = an.facts(ins)
+            matches: list[tuple[str, Instruction, str]] = []
+            # paths
+            for rm in facts.removes:
+                r = rm.path
+                if "$" in r or "`" in r:
                     continue
-                for inst in an.facts(e).installs:
-                    if _PKG_FAMILY.get(inst.manager) != fam:
-                        continue
+                hit = [c for c in index.candidates(r) if _path_match(rm, c)]
+                if not hit:
+                    continue
+                # prefer the most specific creators: exact paths over whole-directory copies
+                exact = [c for c in hit if not c.partial or c.path == strip_glob_tail(rm.path)]
+                what = _rel(rm.path, ins.workdir)
+                if rm.partial:
+                    what = f"{rm.what or 'files'} under {what}"
+                for c in exact or hit:
+                    matches.append((what, c.ins, c.what))
+            # packages
+            for rem in facts.removals:
+                fam = _PKG_FAMILY.get(rem.manager)
+                keys = sorted({key for n in rem.names for key in installed.get((fam, n), ())})
+                for key in keys:
+                    e, inst = install_ops[key]
                     names = set(inst.names) | ({inst.virtual} if inst.virtual else set())
                     common = [n for n in rem.names if n in names]
                     if common:
                         matches.append((" ".join(common), e, f"{inst.manager} packages"))
-        # cache cleaning commands
-        for kind, _text in facts.cache_cleans:
-            for e in earlier:
-                if e.keyword != "RUN":
-                    continue
-                for c in an.facts(e).caches:
-                    if c.kind == kind and c.cleaned is None:
-                        matches.append((CACHE_NAMES.get(kind, kind), e, kind))
-        if matches:
-            result.append((ins, matches))
+            # cache cleaning commands
+            for kind, _text in facts.cache_cleans:
+                for e in caches.get(kind, ()):
+                    matches.append((CACHE_NAMES.get(kind, kind), e, kind))
+            if matches:
+                result.append((ins, matches))
+            for k, inst in enumerate(facts.installs):
+                install_ops[(pos, k)] = (ins, inst)
+                fam = _PKG_FAMILY.get(inst.manager)
+                for n in {*inst.names, *([inst.virtual] if inst.virtual else [])}:
+                    installed.setdefault((fam, n), []).append((pos, k))
+            for c in facts.caches:
+                if c.cleaned is None:
+                    caches.setdefault(c.kind, []).append(ins)
+        for c in _creators(an, ins):
+            index.add(c)
+    an.memo["cleanup_matches"] = result
     return result
 
 

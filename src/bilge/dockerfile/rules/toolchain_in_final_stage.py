@@ -51,13 +51,18 @@ def _installed_toolchain(an: Analysis, ins: Instruction, seq: list[Instruction])
     tools = [n for n in dict.fromkeys(installed) if n not in removed and n not in virtual_removed]
     if virtual_removed:
         tools = [n for n in tools if not any(n in p.names for p in facts.installs if p.virtual in virtual_removed)]
-    later = False
-    if ins in seq:
-        for nxt in seq[seq.index(ins) + 1:]:
+    # the last position in ``seq`` at which a RUN removes each package name (computed once)
+    last_removed = an.memo.get("last_removed")
+    if last_removed is None:
+        last_removed = an.memo["last_removed"] = {}
+        an.memo["positions"] = {i.index: pos for pos, i in enumerate(seq)}
+        for pos, nxt in enumerate(seq):
             if nxt.keyword == "RUN":
-                rem = {n for p in an.facts(nxt).removals for n in p.names}
-                if rem & set(tools):
-                    later = True
+                for p in an.facts(nxt).removals:
+                    for n in p.names:
+                        last_removed[n] = pos
+    pos = an.memo["positions"].get(ins.index)
+    later = pos is not None and any(last_removed.get(t, -1) > pos for t in tools)
     return [t for t in tools if not t.startswith(".")], later
 
 

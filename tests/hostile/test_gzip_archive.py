@@ -1,0 +1,83 @@
+"""A gzipped ``docker save`` archive: its unpacked copy never stays in $TMPDIR (not even after
+SIGTERM/SIGINT mid-copy) and a decompression bomb is refused (issue 16: 15)."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import tarfile
+import zlib
+
+import pytest
+
+from bilge.testing import docker_archive
+from tests.hostile.harness import SIGNALS, assert_bounded, assert_clean_error, run_bilge
+
+
+def _gz_archive(tmp_path, payload: int):
+    """A docker-archive, gzipped whole, holding a layer of ``payload`` zero bytes (written streaming)."""
+    plain = tmp_path / "plain.tar"
+    docker_archive(plain, [[("file", "etc/ok", b"ok"), ("file", "zeros", b"\0" * payload)]])
+    out = tmp_path / "img.tar.gz"
+    with open(plain, "rb") as src, gzip.open(out, "wb", compresslevel=9) as dst:
+        while chunk := src.read(1 << 20):
+            dst.write(chunk)
+    plain.unlink()
+    return out
+
+
+def test_gzipped_archive_leaves_nothing(tmp_path):
+    image = _gz_archive(tmp_path, 1 << 20)
+    o = run_bilge(["analyze", "--format", "json", f"docker-archive:{image}"], tmp_path)
+    assert o.code == 0, o.describe()
+    assert_bounded(o)  # includes: nothing left in the private TMPDIR
+
+
+class _Zeros(io.RawIOBase):
+    def __init__(self, n: int) -> None:
+        self.left = n
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        n = min(len(b), self.left)
+        b[:n] = bytes(n)
+        self.left -= n
+        return n
+
+
+@pytest.mark.parametrize("sig", SIGNALS, ids=lambda s: s.name)
+def test_signal_during_unpacking_leaves_nothing(tmp_path, sig):
+    # a gzipped tar of 1.5 GB (streamed here, ~1.5 MB on disk): seconds of unpacking to interrupt
+    image = tmp_path / "big.tar.gz"
+    with tarfile.open(str(image), "w|gz") as tf:
+        info = tarfile.TarInfo("zeros")
+        info.size = 1500 << 20
+        tf.addfile(info, _Zeros(info.size))
+    tmp = tmp_path / "private-tmp"
+    started = []
+
+    def ready() -> bool:  # let the unpacking run for a moment
+        if not started:
+            started.append(os.times().elapsed)
+        return os.times().elapsed - started[0] > 1.0
+
+    o = run_bilge(["analyze", f"docker-archive:{image}"], tmp_path, timeout=120, send_signal=(sig, ready))
+    assert o.code in (128 + sig, 2), o.describe()  # interrupted (or done: not an image)
+    assert o.tmp_left == [] and list(tmp.iterdir()) == [], o.tmp_left
+    assert "Traceback" not in o.stderr, o.describe()
+
+
+def test_decompression_bomb_is_refused(tmp_path):
+    # 3 GB of zeros in a small gzip stream (not a valid tar beyond the first block; refused before)
+    image = tmp_path / "bomb.tar.gz"
+    comp = zlib.compressobj(1, zlib.DEFLATED, 31)
+    block = b"\0" * (1 << 20)
+    with open(image, "wb") as fh:
+        for _ in range(3072):
+            fh.write(comp.compress(block))
+        fh.write(comp.flush())
+    o = run_bilge(["analyze", f"docker-archive:{image}"], tmp_path, timeout=120)
+    assert_clean_error(o, contains="decompression bomb", max_seconds=60)
