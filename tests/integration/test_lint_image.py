@@ -220,7 +220,13 @@ def test_toolchain_bytes_match_dpkg(e2e, e2e_image):
 def test_apt_cache_without_docker_clean(e2e):
     _code, out, saved = e2e
     f = by_rule(out, "cache-not-cleaned", 8)
-    assert f["bytes"] == saved.file_bytes(saved.layer_of("install -y --no-install-recommends make"), "/var/cache/apt")
+    # line 8 leaves apt's package cache and its lists; line 9 removes the lists in a later layer, which
+    # frees nothing: both caches count at line 8, where the fix goes (and line 9 is cleanup-later-layer)
+    layer = saved.layer_of("install -y --no-install-recommends make")
+    cache, lists = saved.file_bytes(layer, "/var/cache/apt"), saved.file_bytes(layer, "/var/lib/apt/lists")
+    assert cache > 0 and lists > 0
+    assert f["bytes"] == cache + lists
+    assert by_rule(out, "cleanup-later-layer", 9)["bytes"] == lists
 
 
 def test_context_copy_and_chown(e2e, e2e_context):

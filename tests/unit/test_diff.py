@@ -276,3 +276,21 @@ def test_shared_layers_go_to_the_side_with_less_work(tmp_path):
         assert plan_shared(sb.image, sa.image) == ([], [0, 1])
         ours, theirs = plan_shared(sa.image, sa.image)  # the same image: one shared layer each
         assert sorted(ours + theirs) == [0, 1] and len(ours) == len(theirs) == 1
+
+
+def test_write_json_is_the_same_data_one_list_item_per_line() -> None:
+    import io
+    import json as _json
+
+    from bilge.format.diff import write_json
+
+    doc = {"schema": "x/1", "empty": [], "nothing": {}, "n": None,
+           "entries": [{"path": "/a\nb", "size": 1}, {"path": "/é", "tags": [1, 2]}, 3],
+           "nested": {"rows": [["a", 1], ["b", 2]], "k": "v"}}
+    out = io.StringIO()
+    write_json(doc, out)
+    text = out.getvalue()
+    assert _json.loads(text) == doc
+    lines = text.splitlines()
+    assert '    {"path": "/a\\nb", "size": 1},' in lines  # each item whole on its own line
+    assert '      ["b", 2]' in lines

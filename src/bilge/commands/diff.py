@@ -46,8 +46,7 @@ def register(app: typer.Typer) -> None:
         """What changed between two images: files by content (added, removed, modified), sizes, config, history."""
         from bilge.diff import diff_sides, read_pair
         from bilge.format.common import console
-        from bilge.format.diff import render_text, to_json
-        from bilge.format.interface import document
+        from bilge.format.diff import render_text, to_json, write_json
         from bilge.redact import redact
 
         verify = not no_verify
@@ -59,7 +58,8 @@ def register(app: typer.Typer) -> None:
         if quiet:
             pass
         elif fmt == Format.json:
-            sys.stdout.write(document(to_json(result)))
+            write_json(to_json(result), sys.stdout)
+            sys.stdout.write("\n")
         else:
             render_text(console(), result, top=top, history=not no_history)
         return 1 if exit_code and result.differs else 0

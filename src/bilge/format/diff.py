@@ -3,6 +3,7 @@ beyond arranging what the result holds."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from rich.markup import escape
@@ -85,6 +86,31 @@ def to_json(r: DiffResult) -> dict[str, Any]:
         "history": {"rows": [{"op": h.op, "same_layer": h.same_layer, "a": _hist_json(h.a), "b": _hist_json(h.b)}
                              for h in r.history]},
     }
+
+
+def write_json(doc: Any, out: Any, indent: int = 0) -> None:
+    """``doc`` as JSON: objects indented by key, every list item on one line of its own.
+
+    The same data as ``json.dump(doc, out, indent=2)``, but each list item is encoded by the C
+    encoder (``json.dumps`` without ``indent``): a diff of two 40,000-file images spent ~5 s in the
+    pure-Python pretty printer that ``indent`` selects, now a fraction of a second. Still one change
+    per line for ``grep`` and readers."""
+    pad = "  " * (indent + 1)
+    if isinstance(doc, dict) and doc:
+        out.write("{\n")
+        for i, (key, value) in enumerate(doc.items()):
+            out.write(f"{pad}{json.dumps(key)}: ")
+            write_json(value, out, indent + 1)
+            out.write(",\n" if i < len(doc) - 1 else "\n")
+        out.write("  " * indent + "}")
+    elif isinstance(doc, list) and doc:
+        out.write("[\n")
+        last = len(doc) - 1
+        for i, item in enumerate(doc):
+            out.write(pad + json.dumps(item) + (",\n" if i < last else "\n"))
+        out.write("  " * indent + "]")
+    else:
+        out.write(json.dumps(doc))
 
 
 def _pct(a: int, b: int) -> str:
