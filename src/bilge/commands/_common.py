@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from enum import StrEnum
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -12,6 +13,13 @@ from bilge.errors import BilgeError, OutputError
 
 if TYPE_CHECKING:
     from bilge.source.base import ImageSource
+
+
+class TextOrJson(StrEnum):
+    """The --format choices of the commands that print text or JSON only."""
+
+    text = "text"
+    json = "json"
 
 
 def warn(message: str) -> None:

@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import sys
-from enum import StrEnum
 
 import typer
 
+from bilge.commands._common import TextOrJson as Format
 from bilge.commands._common import demo_image_path, progress_reporter
 from bilge.commands._sourceopts import SOURCE_ARGS, SourceArgs, with_source_options
-
-
-class Format(StrEnum):
-    text = "text"
-    json = "json"
 
 
 def register(app: typer.Typer) -> None:

@@ -8,6 +8,7 @@ from enum import StrEnum
 
 import typer
 
+from bilge.commands._common import TextOrJson as Format
 from bilge.commands._common import warn as _warn
 from bilge.commands._sourceopts import SOURCE_ARGS, SourceArgs, with_source_options
 from bilge.errors import BilgeError
@@ -20,11 +21,6 @@ from bilge.format.rewrite import (
     rewrite_json,
     squash_json,
 )
-
-
-class Format(StrEnum):
-    text = "text"
-    json = "json"
 
 
 class Mode(StrEnum):

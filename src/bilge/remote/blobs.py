@@ -14,6 +14,7 @@ after hashing it again: an entry that no longer matches is removed and the blob 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import queue
@@ -265,9 +266,9 @@ class BlobStream(RawReader):
 
 
 _M_ARENA_MAX = -8  # glibc's mallopt() parameter
-_arenas_limited = False
 
 
+@functools.cache
 def _one_malloc_arena() -> None:
     """Ask glibc for one malloc arena. The read-ahead thread allocates every network chunk and the
     main thread frees it: with a second arena, glibc keeps freed pages of both resident (measured:
@@ -294,10 +295,7 @@ class ReadAhead(RawReader):
 
     def __init__(self, raw: BinaryIO, chunk: int = 256 << 10, depth: int = 8) -> None:
         super().__init__()
-        global _arenas_limited
-        if not _arenas_limited:
-            _one_malloc_arena()
-            _arenas_limited = True
+        _one_malloc_arena()
         self._raw, self._chunk = raw, chunk
         self._queue: queue.Queue[bytes | BaseException] = queue.Queue(maxsize=depth)
         self._stop = threading.Event()

@@ -12,7 +12,6 @@ password itself, which is one more reason to rotate what bilge finds.
 from __future__ import annotations
 
 import hashlib
-import re
 
 ELLIPSIS = "…"
 
@@ -45,17 +44,25 @@ def redact(text: str, values: list[tuple[str, str]]) -> str:
     return Redactor(values)(text)
 
 
-def _bounded(secret: str) -> re.Pattern[str]:
-    left = r"(?<![A-Za-z0-9])" if secret[0].isalnum() else ""
-    right = r"(?![A-Za-z0-9])" if secret[-1].isalnum() else ""
-    return re.compile(left + re.escape(secret) + right)
-
-
 def _standalone(text: str, start: int, end: int, secret: str) -> bool:
     """The match is not part of a longer word (only checked on the sides where the secret is alnum)."""
     if secret[0].isalnum() and start > 0 and text[start - 1].isalnum() and text[start - 1].isascii():
         return False
     return not (secret[-1].isalnum() and end < len(text) and text[end].isalnum() and text[end].isascii())
+
+
+def _replace_standalone(text: str, secret: str, masked: str) -> str:
+    """``text`` with every occurrence of ``secret`` that is not part of a longer word masked."""
+    out, pos, i = [], 0, text.find(secret)
+    while i != -1:
+        end = i + len(secret)
+        if _standalone(text, i, end, secret):
+            out += (text[pos:i], masked)
+            pos = end
+            i = text.find(secret, end)
+        else:
+            i = text.find(secret, i + 1)
+    return "".join(out) + text[pos:] if out else text
 
 
 class Redactor:
@@ -78,7 +85,7 @@ class Redactor:
         if self._ac is None:
             for secret, masked in zip(self._secrets, self._masked, strict=True):
                 if secret in text:
-                    text = _bounded(secret).sub(lambda _m, m=masked: m, text)
+                    text = _replace_standalone(text, secret, masked)
             return text
         out, pos = [], 0
         for k, start, end in self._ac.find_matches_as_indexes(text):
