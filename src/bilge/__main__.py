@@ -1,3 +1,3 @@
-from bilge.cli import main
+from bilge.entry import run
 
-main()
+run()
