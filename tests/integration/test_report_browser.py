@@ -12,10 +12,12 @@ in the test's temporary directory (CI keeps it as an artefact).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
 import sys
+import tempfile
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -32,6 +34,27 @@ def bilge(*args: str) -> subprocess.CompletedProcess[str]:
     env["PYTHONPATH"] = os.pathsep.join(sys.path)
     return subprocess.run([sys.executable, "-m", "bilge", *args], capture_output=True, text=True, env=env,
                           timeout=300)
+
+
+@functools.cache
+def _demo_outputs() -> tuple[str, str]:
+    """The demo image's report (HTML) and ``bilge analyze --format json``, made once per test session."""
+    with tempfile.TemporaryDirectory(prefix="bilge-report-test-") as tmp:
+        out = Path(tmp) / "report.html"
+        proc = bilge("report", DEMO, "-o", str(out))
+        assert proc.returncode == 0, proc.stderr
+        html = out.read_text(encoding="utf-8")
+    proc = bilge("analyze", DEMO, "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    return html, proc.stdout
+
+
+def demo_report(work: Path) -> tuple[Path, dict]:
+    """The demo image's report written into ``work``, and its ``bilge analyze --format json``."""
+    html, analyze = _demo_outputs()
+    report = work / "report.html"
+    report.write_text(html, encoding="utf-8")
+    return report, json.loads(analyze)
 
 
 def chromium(page: Path, work: Path, name: str, *extra: str) -> tuple[str, list[str], list[str]]:
@@ -88,10 +111,7 @@ class Treemap(HTMLParser):
 
 def test_report_in_headless_chromium(tmp_path):
     require_tool("chromium")
-    report = tmp_path / "report.html"
-    proc = bilge("report", DEMO, "-o", str(report))
-    assert proc.returncode == 0, proc.stderr
-    analyze = json.loads(bilge("analyze", DEMO, "--format", "json").stdout)
+    report, analyze = demo_report(tmp_path)
     largest = analyze["directories"][0]["path"]  # "/bin": busybox
 
     shot = tmp_path / "report.png"
@@ -177,9 +197,7 @@ def test_keyboard_navigation_in_headless_chromium(tmp_path):
     from tests.integration.browsers import Chromium
 
     require_tool("chromium")
-    report = tmp_path / "report.html"
-    proc = bilge("report", DEMO, "-o", str(report))
-    assert proc.returncode == 0, proc.stderr
+    report, _ = demo_report(tmp_path)
     with Chromium(tmp_path) as browser:
         browser.open(report.resolve().as_uri())
         assert_keyboard_navigation(browser)

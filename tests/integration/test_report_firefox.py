@@ -10,11 +10,10 @@ presses. A control copy of the report with a script error proves the console pro
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from tests.integration.conftest import require_tool
-from tests.integration.test_report_browser import DEMO, STATE, assert_keyboard_navigation, bilge
+from tests.integration.test_report_browser import STATE, assert_keyboard_navigation, demo_report
 
 NODES = ("return Array.prototype.map.call(document.querySelectorAll('#treemap g.node'), function (g) {"
          " return {path: g.getAttribute('data-path'), tabindex: g.getAttribute('tabindex'),"
@@ -27,10 +26,7 @@ def test_report_in_headless_firefox(tmp_path: Path) -> None:
     from tests.integration.browsers import Firefox
 
     require_tool("firefox-esr")
-    report = tmp_path / "report.html"
-    proc = bilge("report", DEMO, "-o", str(report))
-    assert proc.returncode == 0, proc.stderr
-    analyze = json.loads(bilge("analyze", DEMO, "--format", "json").stdout)
+    report, analyze = demo_report(tmp_path)
     largest = analyze["directories"][0]["path"]  # "/bin": busybox
     broken = tmp_path / "broken.html"
     broken.write_text(report.read_text(encoding="utf-8").replace("render(false);", "render(false); noSuchFn();", 1),
