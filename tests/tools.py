@@ -62,6 +62,7 @@ PEERS: dict[str, str] = {
     "docker-registry": "docker-registry",
     "htpasswd": "apache2-utils",
     "chromium": "chromium",
+    "firefox-esr": "firefox-esr",
     "bwrap": "bubblewrap",  # what bilge slim --probe runs (its sandbox); listed for the CI log
     "strace": "strace",  # what bilge slim --probe traces the sandbox with
 }

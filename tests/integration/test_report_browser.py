@@ -12,10 +12,12 @@ in the test's temporary directory (CI keeps it as an artefact).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
 import sys
+import tempfile
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -32,6 +34,27 @@ def bilge(*args: str) -> subprocess.CompletedProcess[str]:
     env["PYTHONPATH"] = os.pathsep.join(sys.path)
     return subprocess.run([sys.executable, "-m", "bilge", *args], capture_output=True, text=True, env=env,
                           timeout=300)
+
+
+@functools.cache
+def _demo_outputs() -> tuple[str, str]:
+    """The demo image's report (HTML) and ``bilge analyze --format json``, made once per test session."""
+    with tempfile.TemporaryDirectory(prefix="bilge-report-test-") as tmp:
+        out = Path(tmp) / "report.html"
+        proc = bilge("report", DEMO, "-o", str(out))
+        assert proc.returncode == 0, proc.stderr
+        html = out.read_text(encoding="utf-8")
+    proc = bilge("analyze", DEMO, "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    return html, proc.stdout
+
+
+def demo_report(work: Path) -> tuple[Path, dict]:
+    """The demo image's report written into ``work``, and its ``bilge analyze --format json``."""
+    html, analyze = _demo_outputs()
+    report = work / "report.html"
+    report.write_text(html, encoding="utf-8")
+    return report, json.loads(analyze)
 
 
 def chromium(page: Path, work: Path, name: str, *extra: str) -> tuple[str, list[str], list[str]]:
@@ -88,10 +111,7 @@ class Treemap(HTMLParser):
 
 def test_report_in_headless_chromium(tmp_path):
     require_tool("chromium")
-    report = tmp_path / "report.html"
-    proc = bilge("report", DEMO, "-o", str(report))
-    assert proc.returncode == 0, proc.stderr
-    analyze = json.loads(bilge("analyze", DEMO, "--format", "json").stdout)
+    report, analyze = demo_report(tmp_path)
     largest = analyze["directories"][0]["path"]  # "/bin": busybox
 
     shot = tmp_path / "report.png"
@@ -126,3 +146,59 @@ def test_report_in_headless_chromium(tmp_path):
                     '.catch(function () {})</script>', encoding="utf-8")
     _dom, _console, requested = chromium(leak, tmp_path, "leak", "--dump-dom")
     assert "http://127.0.0.1:9/x.png" in requested
+
+
+# The treemap's state as the page shows it: the focused rectangle, the breadcrumb, the rectangles drawn.
+STATE = ("var a = document.activeElement, cur = document.querySelector('#crumbs [aria-current=location]');"
+         "var attr = function (n) { return a && a.getAttribute ? a.getAttribute(n) : null; };"
+         "return {active: attr('data-path'), role: attr('role'),"
+         " crumbs: Array.prototype.map.call(document.querySelectorAll('#crumbs button'),"
+         "   function (b) { return b.getAttribute('aria-label'); }),"
+         " current: cur ? cur.getAttribute('aria-label') : null,"
+         " nodes: Array.prototype.map.call(document.querySelectorAll('#treemap g.node'),"
+         "   function (g) { return [g.getAttribute('data-path'), g.getAttribute('role')]; }),"
+         " detail: document.getElementById('treemap-detail').textContent};")
+
+
+def assert_keyboard_navigation(browser) -> None:
+    """Drive the treemap with real key presses (``browser``: tests.integration.browsers.Chromium or
+    Firefox, on a loaded report) and check after each that the page shows what the key asks for."""
+    top = browser.run(STATE)
+    paths = [p for p, _ in top["nodes"]]
+    assert len(top["crumbs"]) == 1 and top["active"] is None and len(paths) >= 2
+    for _ in range(3):  # the skip link, the root of the breadcrumb, then the treemap's first rectangle
+        browser.press("Tab")
+    s = browser.run(STATE)
+    assert s["active"] == paths[0], s
+    assert s["detail"].startswith(paths[0])  # the detail line describes the focused rectangle
+    browser.press("ArrowRight")
+    s = browser.run(STATE)
+    assert s["active"] == paths[1] and s["detail"].startswith(paths[1]), s
+    browser.press("ArrowLeft")
+    assert browser.run(STATE)["active"] == paths[0]
+
+    target = next(i for i, (_, role) in enumerate(top["nodes"]) if role == "button")  # a directory to zoom into
+    for back in ("Escape", "Backspace"):
+        for _ in range(target):
+            browser.press("ArrowRight")
+        assert browser.run(STATE)["active"] == paths[target]
+        browser.press("Enter")
+        inner = browser.run(STATE)
+        assert len(inner["crumbs"]) == 2 and inner["current"].startswith(paths[target] + ","), inner
+        assert inner["nodes"] and all(p.startswith(paths[target] + "/") for p, _ in inner["nodes"]), inner
+        assert inner["active"] == inner["nodes"][0][0]  # the focus follows into the directory
+        browser.press(back)
+        out = browser.run(STATE)
+        assert len(out["crumbs"]) == 1 and [p for p, _ in out["nodes"]] == paths, (back, out)
+        assert out["active"] == paths[0]
+
+
+def test_keyboard_navigation_in_headless_chromium(tmp_path):
+    from tests.integration.browsers import Chromium
+
+    require_tool("chromium")
+    report, _ = demo_report(tmp_path)
+    with Chromium(tmp_path) as browser:
+        browser.open(report.resolve().as_uri())
+        assert_keyboard_navigation(browser)
+        assert browser.console() == []

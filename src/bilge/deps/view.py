@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+from bilge.deps.lazyelf import Capture, GrowingSpool, LazyElfTable, capture
 from bilge.elf import ElfInfo, read_elf
 from bilge.errors import BilgeError
 
@@ -112,7 +113,7 @@ _LOADER_ETC = re.compile(r"^etc/(ld\.so\.conf(\.d/.+)?|ld\.so\.cache|ld\.so\.pre
                          r"|ld-musl-[^/]+\.path|ld\.so\.conf\.d)$")
 SMALL_BUDGET = 64 << 20
 OTHER_ETC_BUDGET = 16 << 20
-SPOOL_OVER = 64 << 20  # bodies above this are copied to a temporary file so pyelftools can seek
+SPOOL_OVER = 64 << 20  # of bodies above this, the prefix read is copied to a temporary file to seek in
 
 
 class ElfCollector:
@@ -123,7 +124,8 @@ class ElfCollector:
     """
 
     def __init__(self) -> None:
-        self.elf: dict[tuple[int, str], ElfInfo] = {}
+        # the bytes read_elf needs, parsed when the closure asks for the file (see bilge.deps.lazyelf)
+        self.elf = LazyElfTable()
         self.small: dict[tuple[int, str], bytes] = {}
         self.small_bytes = 0
         self.other_bytes = 0
@@ -167,15 +169,11 @@ class ElfCollector:
             self.small[key] = entry.read(SCRIPT_HEAD)
 
     @staticmethod
-    def _read_elf(entry) -> ElfInfo | None:
+    def _read_elf(entry) -> ElfInfo | Capture | None:
         if entry.size <= SPOOL_OVER:
-            return read_elf(entry.fileobj)
-        import shutil
-        import tempfile
-
-        with tempfile.TemporaryFile(prefix="bilge-elf-") as tmp:
-            shutil.copyfileobj(entry.fileobj, tmp, 1 << 20)
-            return read_elf(tmp)  # type: ignore[arg-type]
+            return capture(entry.fileobj, entry.size)
+        with GrowingSpool(entry.fileobj, entry.size) as spool:  # only the prefix read is copied
+            return capture(spool, entry.size)  # type: ignore[arg-type]
 
     def view(self, fs) -> ImageView:  # fs: bilge.fs.MergedFS
         return ImageView(fs, self.elf, self.small)

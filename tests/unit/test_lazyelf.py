@@ -1,0 +1,169 @@
+"""bilge.deps.lazyelf: the bytes kept during the image pass give the same ELF facts as parsing the whole
+file, on the host's real Debian binaries and libraries and on damaged copies; and only the files a
+closure asks for are parsed."""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_deps_roots import Root, have_gcc  # noqa: E402
+
+from bilge.deps.lazyelf import Capture, GrowingSpool, LazyElfTable, SparseReader, capture  # noqa: E402
+from bilge.elf import ElfInfo, read_elf  # noqa: E402
+
+HOST_DIRS = ("/usr/bin", "/usr/sbin", "/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu")
+LIMIT = 400  # files checked (every n-th of the sorted list, so the same ones each run)
+
+
+def host_elf_files() -> list[Path]:
+    found: list[Path] = []
+    for d in HOST_DIRS:
+        if not os.path.isdir(d):
+            continue
+        for name in sorted(os.listdir(d)):
+            p = Path(d, name)
+            if p.is_symlink() or not p.is_file():
+                continue
+            try:
+                with open(p, "rb") as fh:
+                    if fh.read(4) == b"\x7fELF":
+                        found.append(p)
+            except OSError:
+                continue
+    step = max(1, len(found) // LIMIT)
+    return found[::step][:LIMIT]
+
+
+def lazy(data: bytes) -> ElfInfo | None:
+    got = capture(io.BytesIO(data), len(data))
+    return got.info() if isinstance(got, Capture) else got
+
+
+class Forward(io.RawIOBase):
+    """A body that can only be read forward (a layer stream past its cached head)."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__()
+        self.data, self.pos = data, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        assert whence == 0 and pos >= self.pos, "read backwards"
+        self.pos = pos
+        return pos
+
+    def read(self, n: int = -1) -> bytes:
+        out = self.data[self.pos:] if n < 0 else self.data[self.pos:self.pos + n]
+        self.pos += len(out)
+        return out
+
+
+def test_host_binaries_and_libraries_give_the_same_facts() -> None:
+    files = host_elf_files()
+    if len(files) < 50:
+        pytest.skip("fewer than 50 ELF files in the host's /usr")
+    captured = kept = whole = 0
+    for p in files:
+        data = p.read_bytes()
+        want = read_elf(io.BytesIO(data))
+        got = capture(io.BytesIO(data), len(data))
+        if isinstance(got, Capture):
+            captured += 1
+            kept += got.kept
+            whole += len(data)
+            got = got.info()
+        assert got == want, p
+    assert captured >= 0.95 * len(files)  # the rest were parsed at once (unusual layouts)
+    assert kept < whole / 20  # what stays in memory is a small part of the files
+
+
+def test_the_spool_copies_only_the_prefix_read() -> None:
+    files = [p for p in host_elf_files() if p.stat().st_size > 1 << 20][:5]
+    if not files:
+        pytest.skip("no ELF file over 1 MiB in the host's /usr")
+    for p in files:
+        data = p.read_bytes()
+        with GrowingSpool(Forward(data), len(data)) as spool:  # type: ignore[arg-type]
+            got = capture(spool, len(data))  # type: ignore[arg-type]
+            copied = spool._have
+        assert (got.info() if isinstance(got, Capture) else got) == read_elf(io.BytesIO(data))
+        assert copied < len(data), p
+
+
+def test_a_read_outside_the_kept_bytes_is_refused() -> None:
+    r = SparseReader(100, ((0, b"a" * 10), (50, b"b" * 10)))
+    assert r.read(4) == b"aaaa" and r.seek(52) == 52 and r.read(8) == b"bbbbbbbb"
+    r.seek(95)
+    with pytest.raises(RuntimeError):
+        r.read(3)
+    r.seek(200)
+    assert r.read(5) == b""
+
+
+@pytest.fixture(scope="module")
+def real_lib() -> bytes:
+    for cand in ("/usr/lib/x86_64-linux-gnu/libz.so.1", "/usr/lib/x86_64-linux-gnu/libacl.so.1",
+                 "/usr/lib/x86_64-linux-gnu/libc.so.6"):
+        if os.path.isfile(cand):
+            return Path(cand).read_bytes()
+    pytest.skip("no host library to damage")
+    raise AssertionError
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_damaged_files_give_the_same_facts(real_lib: bytes, data: st.DataObject) -> None:
+    blob = bytearray(real_lib)
+    for _ in range(data.draw(st.integers(1, 8))):
+        # header and program headers most of the time (class, byte order, e_phnum, e_phentsize, offsets)
+        top = data.draw(st.sampled_from([64, 64 + 56 * 12, min(len(blob), 16384), len(blob)]))
+        pos = data.draw(st.integers(0, top - 1))
+        blob[pos] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(0, len(blob)))
+    damaged = bytes(blob[:cut])
+    if damaged[:4] != b"\x7fELF":
+        return
+    assert lazy(damaged) == read_elf(io.BytesIO(damaged))
+
+
+def test_the_table_parses_a_file_once_when_asked() -> None:
+    table = LazyElfTable()
+    data = Path(sys.executable).resolve().read_bytes()
+    got = capture(io.BytesIO(data), len(data))
+    table[(0, "usr/bin/python3")] = got
+    assert len(table) == 1 and table.parsed == 0 and list(table) == [(0, "usr/bin/python3")]
+    first = table[(0, "usr/bin/python3")]
+    assert first == read_elf(io.BytesIO(data)) and table.parsed == (1 if isinstance(got, Capture) else 0)
+    assert table.get((0, "usr/bin/python3")) is first and table.get((1, "nope")) is None
+
+
+@pytest.mark.skipif(not have_gcc(), reason="needs gcc and the host's glibc")
+def test_only_the_closure_is_parsed(tmp_path: Path) -> None:
+    from test_deps_image import LIBDIR, image_closure, items_of, write_image
+
+    from bilge.deps import DirView, closure
+
+    r = Root(tmp_path / "root", tmp_path / "work").glibc()
+    foo = r.lib(f"{LIBDIR}/libfoo.so.1.0", "libfoo.so.1", "foo", "FOO-1")
+    r.symlink(f"{LIBDIR}/libfoo.so.1", "libfoo.so.1.0")
+    r.prog("usr/bin/p", ((foo, "foo"),))
+    for i in range(4):  # libraries and programs no closure here needs
+        other = r.lib(f"{LIBDIR}/libother{i}.so.1", f"libother{i}.so.1", f"o{i}", f"O{i}")
+        r.prog(f"usr/bin/other{i}", ((other, f"o{i}"),))
+    ref = write_image(tmp_path / "img.tar", [items_of(r.path)])
+    res, collector = image_closure(ref, binaries=["/usr/bin/p"])
+    want = closure(DirView(r.path), binaries=["/usr/bin/p"])
+    assert res == want  # every fact, as reading the unpacked directory gives
+    assert collector.elf_files == 12  # ld.so, libc, libfoo, p, 4 libraries, 4 programs
+    parsed = collector.elf.parsed
+    assert parsed == 4, parsed  # ld.so, libc, libfoo and p: the closure, not the other eight
