@@ -283,6 +283,8 @@ def settle(side_a: Side, side_b: Side, src_a: Any, src_b: Any, shared: int, *, v
             d = n[DIGEST]
             if not _candidates(n, other.nodes.get(path)):
                 d = None
+            elif d is None:  # cannot happen (every body has a digest or a token); never call it equal
+                d = f"unknown {key} {path}".encode()
             elif isinstance(d, tuple):
                 where = "shared" if d[0] < shared else key
                 if (where, *d) in got:
