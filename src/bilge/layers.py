@@ -325,7 +325,7 @@ class Entry:
             return
         body, left = BodyStream(self._stream, self._offset, self.size), self.size
         while left:
-            data = body.read(min(left, CHUNK))
+            data = body.read(min(left, CHUNK * 4))
             if not data:
                 raise ImageFormatError("unexpected end of layer inside a file body (truncated layer?)")
             left -= len(data)

@@ -351,3 +351,13 @@ def test_write_json_is_the_same_data_one_list_item_per_line() -> None:
     lines = text.splitlines()
     assert '    {"path": "/a\\nb", "size": 1},' in lines  # each item whole on its own line
     assert '      ["b", 2]' in lines
+
+
+def test_large_bodies_hashed_across_chunks(tmp_path):
+    """Bodies longer than the hashing chunk (4 MiB) are hashed whole, straight from the layer stream."""
+    one, two = os.urandom(9_000_001), os.urandom(9_000_001)
+    r = diff(tmp_path, [layer_tar([("file", "blob", one), ("file", "next", b"n" * 10)])],
+             [layer_tar([("file", "blob", two), ("file", "next", b"n" * 10)])])
+    (c,) = r.changes
+    assert c.path == "/blob" and c.what == ("content",)
+    assert (c.a[DIGEST], c.b[DIGEST]) == (hashlib.sha256(one).digest(), hashlib.sha256(two).digest())
