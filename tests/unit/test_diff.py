@@ -361,3 +361,22 @@ def test_large_bodies_hashed_across_chunks(tmp_path):
     (c,) = r.changes
     assert c.path == "/blob" and c.what == ("content",)
     assert (c.a[DIGEST], c.b[DIGEST]) == (hashlib.sha256(one).digest(), hashlib.sha256(two).digest())
+
+
+def test_hardlink_to_an_unhashed_body_is_hashed_in_a_second_pass(tmp_path):
+    """B's /etc/y is not in A (added: not hashed while B reads, knowing A's files); B's /etc/x, a
+    hardlink to it, has A's /etc/x as a same-size counterpart: its body is hashed afterwards."""
+    body = b"same bytes\n"
+    shared = [layer_tar(BASE)]
+    a_layers = [*shared, layer_tar([("file", "etc/x", body)])]
+    b_layers = [*shared, layer_tar([("file", "etc/y", body), ("hardlink", "etc/x", "etc/y"),
+                                    ("file", "opt/pad", os.urandom(50_000))])]
+    for jobs in (1, 2):
+        r = diff(tmp_path, a_layers, b_layers, jobs=jobs)
+        assert by_path(r) == {"/etc/y": ("added", ()), "/opt": ("added", ()), "/opt/pad": ("added", ())}
+    a, b = tmp_path / "a.tar", tmp_path / "b.tar"
+    with open_image(str(a)) as sa, open_image(str(b)) as sb:
+        side_a, side_b = read_pair(sa, sb, jobs=1)  # A (less of its own) first: B knows A's files
+    assert side_b.nodes["etc/x"][DIGEST] == side_a.nodes["etc/x"][DIGEST] == hashlib.sha256(body).digest()
+    assert side_b.nodes["etc/x"][BODY] == "etc/y" and side_b.nodes["etc/y"][DIGEST] is None
+    assert side_b.hashed_bytes == len(body)  # the second pass only: opt/pad and etc/y never in the first
