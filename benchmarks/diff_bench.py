@@ -10,10 +10,13 @@ Pairs (from ``benchmarks/make_large_image.sh WORK medium large``, OCI layouts wi
 - ``medium-vs-large``: a Dockerfile change (three more copies of /usr, a 256 MB file): the bottom
   layers are shared.
 
-Every command runs under ``/usr/bin/time -f %M`` (peak RSS of the largest process). Times are the
-median of ``--repeat`` runs (the baselines run once: they take minutes).
+Every command runs under ``/usr/bin/time`` (peak RSS of the largest process; CPU seconds, user +
+sys, of the process and its children). bilge commands run in interleaved rounds (diff, diff -j 1,
+analyze A, analyze B, and with ``--before SRC`` the diff of another tree) so that a drifting load
+hits them alike; times are medians of ``--repeat`` rounds (the baselines run once: they take minutes).
 
 usage: PYTHONPATH=src python3 benchmarks/diff_bench.py --work WORK [--repeat 3] [--no-baseline] [--json OUT]
+                                                       [--pairs NAME ...] [--before OTHER_TREE/src]
 """
 
 from __future__ import annotations
@@ -37,21 +40,34 @@ PY = sys.executable
 ENV = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "NO_COLOR": "1"}
 
 
-def timed(cmd: list[str], ok: tuple[int, ...] = (0,)) -> tuple[float, int, str]:
-    """(seconds, peak RSS in bytes, stdout) of ``cmd`` under /usr/bin/time."""
+def timed(cmd: list[str], ok: tuple[int, ...] = (0,), env: dict | None = None) -> tuple[float, int, str, float]:
+    """(seconds, peak RSS in bytes, stdout, CPU seconds user+sys) of ``cmd`` under /usr/bin/time."""
     t0 = time.perf_counter()
-    proc = subprocess.run(["/usr/bin/time", "-f", "MAXRSS %M", *cmd], capture_output=True, text=True, env=ENV)
+    proc = subprocess.run(["/usr/bin/time", "-f", "MAXRSS %M CPU %U %S", *cmd], capture_output=True, text=True,
+                          env=env or ENV)
     dt = time.perf_counter() - t0
     if proc.returncode not in ok:
         raise SystemExit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-2000:]}")
-    rss = [line for line in proc.stderr.splitlines() if line.startswith("MAXRSS ")]
-    return dt, int(rss[-1].split()[1]) * 1024 if rss else 0, proc.stdout
+    rss = [line.split() for line in proc.stderr.splitlines() if line.startswith("MAXRSS ")]
+    if not rss:
+        return dt, 0, proc.stdout, 0.0
+    return dt, int(rss[-1][1]) * 1024, proc.stdout, float(rss[-1][3]) + float(rss[-1][4])
 
 
-def median_run(cmd: list[str], repeat: int, ok: tuple[int, ...] = (0,)) -> dict:
-    runs = [timed(cmd, ok) for _ in range(repeat)]
+def summarize(runs: list[tuple[float, int, str, float]]) -> dict:
     return {"seconds": statistics.median(r[0] for r in runs), "min_seconds": min(r[0] for r in runs),
-            "peak_rss": max(r[1] for r in runs), "stdout": runs[-1][2]}
+            "cpu_seconds": statistics.median(r[3] for r in runs), "peak_rss": max(r[1] for r in runs),
+            "stdout": runs[-1][2]}
+
+
+def interleaved(cmds: dict[str, tuple[list[str], dict]], repeat: int) -> dict[str, dict]:
+    """Each command once per round, rounds repeated: on a shared machine whose load drifts, every
+    command sees the same drift (medians of ``repeat`` rounds)."""
+    runs: dict[str, list] = {k: [] for k in cmds}
+    for _ in range(repeat):
+        for key, (cmd, env) in cmds.items():
+            runs[key].append(timed(cmd, env=env))
+    return {k: summarize(v) for k, v in runs.items()}
 
 
 def bilge(*args: str) -> list[str]:
@@ -66,14 +82,14 @@ def baseline(a_oci: str, b_oci: str, tmp: Path) -> dict:
     for name, ref in (("a", a_oci), ("b", b_oci)):
         bundle = tmp / f"bundle-{name}"
         shutil.rmtree(bundle, ignore_errors=True)
-        dt, rss, _ = timed([*argv("umoci"), "unpack", "--image", ref, str(bundle)])
+        dt, _, _, _ = timed([*argv("umoci"), "unpack", "--image", ref, str(bundle)])
         out[f"umoci_unpack_{name}"] = dt
         total += dt
         dirs.append(bundle / "rootfs")
-    dt, _, stdout = timed([*argv("diff"), "-rq", "--no-dereference", str(dirs[0]), str(dirs[1])], ok=(0, 1))
+    dt, _, stdout, _ = timed([*argv("diff"), "-rq", "--no-dereference", str(dirs[0]), str(dirs[1])], ok=(0, 1))
     out["diff_rq"] = dt
     out["diff_rq_lines"] = len(stdout.splitlines())
-    dt, _, stdout = timed([*argv("rsync"), "-rlpgon", "--checksum", "--delete", "--itemize-changes",
+    dt, _, stdout, _ = timed([*argv("rsync"), "-rlpgon", "--checksum", "--delete", "--itemize-changes",
                            f"{dirs[0]}/", f"{dirs[1]}/"])
     out["rsync_checksum"] = dt
     out["rsync_lines"] = len(stdout.splitlines())
@@ -91,6 +107,8 @@ def main() -> None:
     ap.add_argument("--no-baseline", action="store_true")
     ap.add_argument("--pairs", nargs="*", default=["large-vs-squashed", "medium-vs-large"])
     ap.add_argument("--json")
+    ap.add_argument("--before", metavar="SRC", help="also time `bilge diff` from this src directory (another "
+                                                     "worktree's src/), interleaved in the same rounds")
     args = ap.parse_args()
     work = Path(args.work)
     for size in ("medium", "large"):
@@ -108,25 +126,39 @@ def main() -> None:
         a, b = pairs[name]
         r: dict = {"a": a, "b": b}
         print(f"== {name}", file=sys.stderr)
-        d2 = median_run(bilge("diff", a, b, "--format", "json"), args.repeat)
-        doc = json.loads(d2.pop("stdout"))
-        r["diff"] = d2
-        r["diff_j1"] = {k: v for k, v in median_run(bilge("diff", a, b, "-j", "1", "--format", "json"),
-                                                    args.repeat).items() if k != "stdout"}
-        r["analyze_a"] = {k: v for k, v in median_run(bilge("analyze", a, "--format", "json"),
-                                                      args.repeat).items() if k != "stdout"}
-        r["analyze_b"] = {k: v for k, v in median_run(bilge("analyze", b, "--format", "json"),
-                                                      args.repeat).items() if k != "stdout"}
+        cmds = {"diff": (bilge("diff", a, b, "--format", "json"), ENV),
+                "diff_j1": (bilge("diff", a, b, "-j", "1", "--format", "json"), ENV),
+                "analyze_a": (bilge("analyze", a, "--format", "json"), ENV),
+                "analyze_b": (bilge("analyze", b, "--format", "json"), ENV)}
+        if args.before:  # the same diff from another tree (e.g. main before a change), same rounds
+            cmds["diff_before"] = (bilge("diff", a, b, "--format", "json"),
+                                   {**ENV, "PYTHONPATH": str(Path(args.before).resolve())})
+        got = interleaved(cmds, args.repeat)
+        doc = json.loads(got["diff"]["stdout"])
+        if args.before:
+            before = json.loads(got["diff_before"]["stdout"])
+            same = [e["path"] for e in before["entries"]] == [e["path"] for e in doc["entries"]]
+            r["before_same_entries"] = same
+        for key, res in got.items():
+            res.pop("stdout")
+            r[key] = res
         r["summary"] = {k: doc["summary"][k] for k in ("changes", "shared_layers", "added_bytes", "removed_bytes")}
         r["visible_bytes"] = (doc["summary"]["a"]["visible_bytes"], doc["summary"]["b"]["visible_bytes"])
         budget = r["analyze_a"]["seconds"] + r["analyze_b"]["seconds"]
         r["diff_over_analyze_sum"] = r["diff"]["seconds"] / budget
+        r["diff_cpu_over_analyze_cpu_sum"] = r["diff"]["cpu_seconds"] / (r["analyze_a"]["cpu_seconds"]
+                                                                         + r["analyze_b"]["cpu_seconds"])
+        if args.before:
+            r["before_over_analyze_sum"] = r["diff_before"]["seconds"] / budget
+            r["before_cpu_over_analyze_cpu_sum"] = r["diff_before"]["cpu_seconds"] / (
+                r["analyze_a"]["cpu_seconds"] + r["analyze_b"]["cpu_seconds"])
         if not args.no_baseline:
             oci_a = a[len("oci:"):]
             oci_b = b[len("oci:"):]
             with tempfile.TemporaryDirectory(dir=work) as tmp:
                 r["baseline"] = baseline(oci_a, oci_b, Path(tmp))
             r["recipe_over_diff"] = r["baseline"]["recipe_diff_seconds"] / r["diff"]["seconds"]
+        r["load_after"] = os.getloadavg()
         results["pairs"][name] = r
         print(json.dumps(r, indent=2), file=sys.stderr)
     text = json.dumps(results, indent=2)

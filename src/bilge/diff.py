@@ -1,248 +1,42 @@
 """What really changed between two images: their merged filesystems compared by content, their
-configs and their histories. Pure except for :func:`read_side`, which streams one image once.
+configs and their histories. Pure; the reading is :mod:`bilge.diffread` (``read_pair``, re-exported).
 
-Each side is read in one pass (``bilge.layers.iter_layer`` + ``bilge.fs.MergedFS``); every regular
-file body is hashed (SHA-256) while it streams by and only the digest is kept, so memory holds one
-small record per visible path, never file contents. Layers the two images share at the bottom of
-their stacks (same diff_ids, same positions: a common base image) hold the same bytes on both
-sides, so each such layer's files are hashed on one side only and the digest is borrowed by the
-other (:func:`plan_shared`). The two reads can run side by side (:func:`read_pair`, one process per
-image, fork).
+Each side is read once (``bilge.layers.iter_layer`` + ``bilge.fs.MergedFS``), shared bottom layers
+once for both; a regular file body is hashed (SHA-256) while it streams by only when the other side
+has a regular file of the same size at that path, and only the digest is kept, so memory holds one
+small record per visible path, never file contents.
 
 A visible path is compared by kind (a hardlink counts as the regular file it shares a body with),
-size and digest of regular files, symlink targets, permission bits and ownership; mtimes only when
-asked (``mtime=True``): rebuilt and re-compressed images differ in mtimes everywhere.
+size and digest of regular files, symlink targets, device numbers, permission bits and ownership;
+mtimes only when asked (``mtime=True``): rebuilt and re-compressed images differ in mtimes everywhere.
 """
-
 from __future__ import annotations
 
 import difflib
 import fnmatch
-import hashlib
 import json
-import os
-import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from bilge.errors import BilgeError
-from bilge.fs import MergedFS, Version
+from bilge.diffread import (
+    BODY,
+    DIGEST,
+    GID,
+    KIND,
+    LINK,
+    MODE,
+    MTIME,
+    SIZE,
+    UID,
+    Node,
+    Side,
+    read_pair,
+    shared_prefix,
+)
 from bilge.image import Image
-from bilge.layers import LayerStats, iter_layer
 
-CHUNK = 1 << 20
-
-# kind, size, mode, uid, gid, mtime, linkname, digest, body. digest: bytes (sha256), or (N, path) meaning
-# "shared layer N wrote this body at path; the other side hashed it", or None (not a regular file).
-# body: the path of the regular file holding the bytes (itself, or a hardlink's target), "" otherwise;
-# byte totals count each body once, as `du` and analyze's visible_bytes do.
-Node = tuple[str, int, int, int, int, float, str, "bytes | tuple[int, str] | None", str]
-KIND, SIZE, MODE, UID, GID, MTIME, LINK, DIGEST, BODY = range(9)
-
-
-@dataclass
-class Side:
-    """One image as the comparison needs it: a record per visible path, and the size totals."""
-
-    image: Image
-    nodes: dict[str, Node]
-    layer_bytes: int  # regular-file entry bytes in all layers (analyze's layer_bytes)
-    visible_bytes: int  # visible regular-file bytes, each hardlinked body once (analyze's visible_bytes)
-    shared_digests: dict[tuple[int, str], bytes] = field(default_factory=dict)  # (layer, path) for the other side
-    hashed_bytes: int = 0
-
-    @property
-    def compressed_bytes(self) -> int:
-        return self.image.compressed_bytes
-
-    @property
-    def reclaimable_bytes(self) -> int:
-        return self.layer_bytes - self.visible_bytes
-
-    @property
-    def files(self) -> int:
-        return sum(1 for n in self.nodes.values() if n[KIND] == "file")
-
-
-class _RecordingFS(MergedFS):
-    """A MergedFS that remembers the last version it appended (the entry just applied)."""
-
-    last: Version | None = None
-
-    def _append(self, path: str, v: Version) -> None:
-        super()._append(path, v)
-        self.last = v
-
-
-def hash_body(entry: Any) -> bytes:
-    h = hashlib.sha256()
-    fh = entry.fileobj
-    if entry.size <= 64 << 20:  # held whole by the layer reader anyway: one read, one update
-        h.update(fh.read())
-        return h.digest()
-    while chunk := fh.read(CHUNK):
-        h.update(chunk)
-    return h.digest()
-
-
-def read_side(src: Any, *, verify: bool | None = None, skip_layers: Iterable[int] = (),
-              keep_layers: Iterable[int] = ()) -> Side:
-    """Read every layer of ``src`` once; keep one record per visible path.
-
-    ``skip_layers``: shared layers whose bodies the other side hashes (their files get a placeholder
-    digest, the layer index). ``keep_layers``: shared layers this side hashes for the other side too.
-    """
-    skip, keep = frozenset(skip_layers), frozenset(keep_layers)
-    fs = _RecordingFS()
-    digests: dict[int, bytes] = {}  # id(version) -> digest
-    shared: dict[tuple[int, str], bytes] = {}
-    hashed = 0
-    for layer in src.image.layers:
-        idx = layer.index
-        fs.begin_layer(idx)
-        stats = LayerStats()
-        for entry in iter_layer(src, layer, verify=verify, stats=stats):
-            digest = None
-            if entry.type == "file" and entry.whiteout is None and not entry.unsafe and idx not in skip:
-                digest = hash_body(entry)
-                hashed += entry.size
-            fs.last = None
-            fs.apply(idx, entry)
-            v = fs.last
-            if digest is not None and v is not None and v.kind == "file":
-                digests[id(v)] = digest
-                if idx in keep:
-                    shared[(idx, v.path)] = digest
-        fs.end_layer(stats, layer.size)
-    nodes: dict[str, Node] = {}
-    for path, v in fs.visible():
-        body = v.body if v.kind in ("file", "hardlink") else None
-        if body is not None:
-            d: bytes | tuple[int, str] | None = digests.get(id(body))
-            if d is None and body.layer in skip:
-                d = (body.layer, body.path)
-            nodes[path] = ("file", body.size, v.mode, v.uid, v.gid, v.mtime, "", d if d is not None else b"",
-                           body.path)
-        elif v.kind == "hardlink":  # target missing: an empty file, as the engine would fail to make it
-            nodes[path] = ("file", 0, v.mode, v.uid, v.gid, v.mtime, "", hashlib.sha256(b"").digest(), path)
-        else:
-            nodes[path] = (v.kind, 0, v.mode, v.uid, v.gid, v.mtime, v.linkname, None, "")
-    layer_bytes = sum(s.file_bytes for s in fs.layers)
-    visible_bytes = sum(b.size for b in fs.visible_bodies().values())
-    return Side(src.image, nodes, layer_bytes, visible_bytes, shared, hashed)
-
-
-def plan_shared(a: Image, b: Image) -> tuple[list[int], list[int]]:
-    """Split the layers both images share at the bottom of their stacks between the two sides so that
-    the two reads finish together: returns (layers A hashes, layers B hashes).
-
-    A side's work is reading all its layers plus hashing its own layers' bodies; each shared layer
-    (largest first) goes to the side with less work so far. Stored sizes stand in for the work."""
-    common = []
-    for la, lb in zip(a.layers, b.layers, strict=False):
-        if not la.diff_id or la.diff_id != lb.diff_id:
-            break
-        common.append(la)
-    n = len(common)
-    wa = sum(lay.size for lay in a.layers) + sum(lay.size for lay in a.layers[n:])
-    wb = sum(lay.size for lay in b.layers) + sum(lay.size for lay in b.layers[n:])
-    a_part: list[int] = []
-    b_part: list[int] = []
-    for layer in sorted(common, key=lambda lay: -lay.size):
-        if wa <= wb:
-            a_part.append(layer.index)
-            wa += layer.size
-        else:
-            b_part.append(layer.index)
-            wb += layer.size
-    return sorted(a_part), sorted(b_part)
-
-
-def _resolve(side: Side, other: Side) -> None:
-    """Replace placeholder digests (a shared layer the other side hashed) by the real digest."""
-    for path, n in side.nodes.items():
-        d = n[DIGEST]
-        if isinstance(d, tuple):
-            real = other.shared_digests.get(d)
-            if real is None:  # cannot happen when both sides read the same layer; never call it equal
-                real = b"?" + d[1].encode()
-            side.nodes[path] = (*n[:DIGEST], real, n[BODY])  # type: ignore[assignment]
-
-
-def read_pair(src_a: Any, src_b: Any, *, verify: bool | None = None, jobs: int = 2) -> tuple[Side, Side]:
-    """Read both images (each once); with ``jobs`` >= 2 and fork available, side by side."""
-    a_layers, b_layers = plan_shared(src_a.image, src_b.image)
-    shared = set(a_layers) | set(b_layers)
-    a_skip, b_skip = [i for i in shared if i not in a_layers], [i for i in shared if i not in b_layers]
-    if jobs >= 2 and hasattr(os, "fork"):
-        side_a, side_b = _parallel(
-            lambda: read_side(src_a, verify=verify, skip_layers=a_skip, keep_layers=a_layers),
-            lambda: read_side(src_b, verify=verify, skip_layers=b_skip, keep_layers=b_layers))
-    else:
-        side_a = read_side(src_a, verify=verify, skip_layers=a_skip, keep_layers=a_layers)
-        side_b = read_side(src_b, verify=verify, skip_layers=b_skip, keep_layers=b_layers)
-    _resolve(side_a, side_b)
-    _resolve(side_b, side_a)
-    return side_a, side_b
-
-
-def _parallel(fa: Callable[[], Side], fb: Callable[[], Side]) -> tuple[Side, Side]:
-    """Run ``fb`` in a forked child (its result pickled back through a pipe) while ``fa`` runs here."""
-    import pickle
-
-    rfd, wfd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child
-        code = 0
-        try:
-            os.close(rfd)
-            try:
-                result: tuple[str, Any] = ("ok", fb())
-            except BilgeError as exc:
-                result = ("bilge", (type(exc).__name__, str(exc), getattr(exc, "exit_code", 2)))
-            except BaseException as exc:  # noqa: BLE001 - reported to the parent, which re-raises
-                result = ("error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}")
-            with os.fdopen(wfd, "wb") as out:
-                pickle.dump(result, out, protocol=pickle.HIGHEST_PROTOCOL)
-        except BaseException:  # noqa: BLE001
-            code = 1
-        finally:
-            os._exit(code)
-    os.close(wfd)
-    try:
-        side_a = fa()
-    except BaseException:
-        os.close(rfd)
-        _reap(pid, kill=True)
-        raise
-    with os.fdopen(rfd, "rb") as inp:
-        try:
-            kind, payload = pickle.load(inp)
-        except EOFError:
-            kind, payload = "error", "the process reading the second image died"
-    _reap(pid)
-    if kind == "bilge":
-        err = BilgeError(payload[1])
-        err.exit_code = payload[2]  # type: ignore[attr-defined]
-        raise err
-    if kind == "error":
-        raise RuntimeError(payload)
-    return side_a, payload
-
-
-def _reap(pid: int, kill: bool = False) -> None:
-    import signal
-
-    if kill:
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-    try:
-        os.waitpid(pid, 0)
-    except ChildProcessError:
-        pass
+__all__ = ["BODY", "DIGEST", "GID", "KIND", "LINK", "MODE", "MTIME", "SIZE", "UID", "Node", "Side", "read_pair"]
 
 
 # ---- comparison ------------------------------------------------------------------------------
@@ -252,7 +46,7 @@ def _reap(pid: int, kill: bool = False) -> None:
 class Change:
     path: str  # "/usr/bin/env"
     change: str  # added | removed | modified | type
-    what: tuple[str, ...]  # for modified: content, mode, owner, target, mtime; for type: type
+    what: tuple[str, ...]  # for modified: content, mode, owner, target, device, mtime; for type: type
     a: Node | None
     b: Node | None
 
@@ -319,6 +113,8 @@ def compare_nodes(a: Node, b: Node, *, mtime: bool = False) -> tuple[str, tuple[
         what.append("content")
     if a[KIND] == "symlink" and a[LINK] != b[LINK]:
         what.append("target")
+    if a[KIND] in ("char", "block") and a[LINK] != b[LINK]:
+        what.append("device")
     if a[MODE] != b[MODE] and a[KIND] != "symlink":  # a symlink's mode means nothing on Linux
         what.append("mode")
     if (a[UID], a[GID]) != (b[UID], b[GID]):
@@ -561,17 +357,10 @@ def summarize(side: Side) -> SideSummary:
 def diff_sides(a: Side, b: Side, *, ignore: Sequence[str] = (), mtime: bool = False, depth: int = 2,
                mask: Callable[[str], str] = lambda s: s) -> DiffResult:
     changes = compare(a.nodes, b.nodes, ignore=Ignore(ignore), mtime=mtime)
-    shared = sum(1 for _ in _common_prefix(a.image, b.image))
+    shared = shared_prefix(a.image, b.image)
     return DiffResult(summarize(a), summarize(b), tuple(changes), tuple(group_changes(changes, depth)),
                       tuple(config_changes(a.image, b.image, mask=mask)),
                       tuple(history_rows(a.image, b.image, mask=mask)), shared, tuple(ignore), mtime, depth)
-
-
-def _common_prefix(a: Image, b: Image) -> Iterable[int]:
-    for la, lb in zip(a.layers, b.layers, strict=False):
-        if not la.diff_id or la.diff_id != lb.diff_id:
-            return
-        yield la.index
 
 
 def percent(a: int, b: int) -> float | None:

@@ -315,6 +315,22 @@ class Entry:
         """The first ``n`` bytes of the body (all of it with -1); every call starts at offset 0."""
         return self.fileobj.read(n)
 
+    def chunks(self) -> Iterator[bytes]:
+        """The whole body in pieces straight from the layer stream, nothing kept: for the one reader
+        of a body that nobody else reads (a digest). Raises ImageFormatError when the layer ends early."""
+        if self._body is not None or self.type != "file" or self._stream is None or self.size == 0:
+            fh = self.fileobj
+            while data := fh.read(CHUNK):
+                yield data
+            return
+        body, left = BodyStream(self._stream, self._offset, self.size), self.size
+        while left:
+            data = body.read(min(left, CHUNK * 4))
+            if not data:
+                raise ImageFormatError("unexpected end of layer inside a file body (truncated layer?)")
+            left -= len(data)
+            yield data
+
     @property
     def name(self) -> str:
         return posixpath.basename(self.path)

@@ -102,9 +102,47 @@ def test_shared_bottom_layers_hashed_once_and_still_compared(tmp_path):
         assert r.shared_layers == 2
         assert by_path(r) == {"/usr/bin/keep": ("modified", ("content",)), "/usr/bin/keep2": ("added", ())}
     assert [c.b for c in results[0].changes] == [c.b for c in results[1].changes]
-    # the hardlink's digest was borrowed from the side that hashed the shared layer
+    keep = next(c for c in results[1].changes if c.path == "/usr/bin/keep")
+    # same path, same size: both bodies hashed (A's in the shared layer, by a second pass)
+    assert keep.a[DIGEST] == hashlib.sha256(b"K" * 300).digest()
+    assert keep.b[DIGEST] == hashlib.sha256(b"k" * 300).digest()
     added = next(c for c in results[1].changes if c.path == "/usr/bin/keep2")
-    assert added.b[DIGEST] == hashlib.sha256(b"T" * 5000).digest() and added.b[BODY] == "usr/bin/tool"
+    assert added.b[DIGEST] is None and added.b[BODY] == "usr/bin/tool"  # an added file differs whatever its bytes
+
+
+def test_shared_layer_file_rewritten_with_the_same_bytes_is_a_mode_change_only(tmp_path):
+    """A later layer that rewrites a shared-layer file with the same size (a chmod, an upgrade that
+    keeps the size) is compared by content: the shared layer's body is hashed in a second pass."""
+    shared = [layer_tar(BASE)]
+    a_layers = [*shared, layer_tar([("file", "etc/motd", b"hello\n")])]
+    b_layers = [*shared, layer_tar([("file", "usr/bin/tool", b"T" * 5000, 0o700),  # same bytes, chmod
+                                    ("file", "etc/os-release", b"ID=ubuntu\n"),  # same size, other bytes
+                                    ("file", "var/cache/junk.bin", b"J" * 7001)])]  # other size
+    for jobs in (1, 2):
+        r = diff(tmp_path, a_layers, b_layers, jobs=jobs)
+        assert by_path(r) == {"/usr/bin/tool": ("modified", ("mode",)), "/etc/os-release": ("modified", ("content",)),
+                              "/var/cache/junk.bin": ("modified", ("content",)), "/etc/motd": ("removed", ())}
+        junk = next(c for c in r.changes if c.path == "/var/cache/junk.bin")
+        assert junk.a[DIGEST] is None and junk.b[DIGEST] is None  # other sizes: no digest needed
+
+
+def test_char_and_block_device_numbers_are_compared(tmp_path):
+    def dev(path: str, kind: bytes, major: int, minor: int) -> tuple:
+        info = tarfile.TarInfo(path)
+        info.type, info.devmajor, info.devminor, info.mode = kind, major, minor, 0o666
+        return ("raw", info, b"")
+
+    a_layers = [layer_tar([("dir", "dev"), dev("dev/null", tarfile.CHRTYPE, 1, 3), dev("dev/zero", tarfile.CHRTYPE, 1, 5),
+                           dev("dev/loop0", tarfile.BLKTYPE, 7, 0)])]
+    b_layers = [layer_tar([("dir", "dev"), dev("dev/null", tarfile.CHRTYPE, 1, 3), dev("dev/zero", tarfile.CHRTYPE, 1, 7),
+                           dev("dev/loop0", tarfile.BLKTYPE, 7, 1)])]
+    r = diff(tmp_path, a_layers, b_layers)
+    assert by_path(r) == {"/dev/zero": ("modified", ("device",)), "/dev/loop0": ("modified", ("device",))}
+    from bilge.format.diff import to_json
+
+    entries = {e["path"]: e for e in to_json(r)["entries"]}
+    assert (entries["/dev/loop0"]["a"]["device"], entries["/dev/loop0"]["b"]["device"]) == ("7:0", "7:1")
+    assert entries["/dev/zero"]["a"]["type"] == "char" and entries["/dev/loop0"]["a"]["type"] == "block"
 
 
 def test_hardlinked_body_counted_once(tmp_path):
@@ -196,7 +234,7 @@ def test_cli_json_and_exit_codes(pair):
     assert doc["schema"] == "bilge.diff/1"
     entries = {e["path"]: e for e in doc["entries"]}
     assert entries["/etc/new"] == {**entries["/etc/new"], "change": "added", "a_size": 0, "b_size": 40}
-    assert entries["/etc/new"]["b"]["sha256"] == hashlib.sha256(b"n" * 40).hexdigest()
+    assert entries["/etc/new"]["b"]["sha256"] is None  # an added file is not hashed: it differs whatever its bytes
     assert entries["/var/cache/junk.bin"]["change"] == "removed" and entries["/var/cache/junk.bin"]["a_size"] == 7000
     assert doc["summary"]["delta"]["visible_bytes"] == 40 - 7000
     assert set(doc) >= {"summary", "entries", "config", "history"}
@@ -264,18 +302,37 @@ def test_cli_masks_secrets_unless_asked(tmp_path):
     assert token in proc.stdout
 
 
-def test_shared_layers_go_to_the_side_with_less_work(tmp_path):
-    from bilge.diff import plan_shared
-
+def test_shared_layers_read_once_and_added_files_not_hashed(tmp_path):
+    """The shared bottom layers are read once for both sides (B's copies never opened); a file only
+    one side has is never hashed; the result is the same side by side or one after the other."""
     base = [layer_tar(BASE[:5]), layer_tar(BASE[5:])]
-    big = layer_tar([("file", "opt/big", os.urandom(300_000))])
+    big = layer_tar([("file", "opt/big", os.urandom(300_000)), ("file", "usr/bin/keep", b"x" * 300, 0o755)])
     docker_archive(tmp_path / "a.tar", base)
     docker_archive(tmp_path / "b.tar", [*base, big])
-    with open_image(str(tmp_path / "a.tar")) as sa, open_image(str(tmp_path / "b.tar")) as sb:
-        assert plan_shared(sa.image, sb.image) == ([0, 1], [])  # B reads and hashes a big layer of its own
-        assert plan_shared(sb.image, sa.image) == ([], [0, 1])
-        ours, theirs = plan_shared(sa.image, sa.image)  # the same image: one shared layer each
-        assert sorted(ours + theirs) == [0, 1] and len(ours) == len(theirs) == 1
+    log = tmp_path / "opened.log"
+    results = []
+    for jobs in (1, 2):
+        with open_image(str(tmp_path / "a.tar")) as sa, open_image(str(tmp_path / "b.tar")) as sb:
+            for name, src in (("a", sa), ("b", sb)):
+                def opened(layer, _open=src.open_layer_blob, _name=name):
+                    with open(log, "a") as fh:  # a file: the forked child's opens are seen too
+                        fh.write(f"{_name}{layer.index}\n")
+                    return _open(layer)
+                src.open_layer_blob = opened
+            side_a, side_b = read_pair(sa, sb, jobs=jobs)
+        opens = sorted(log.read_text().split())
+        log.unlink()
+        # A's two layers for both; B's own layer; keep's shared body again (same path, same size in B)
+        assert opens == ["a0", "a1", "a1", "b2"], opens
+        assert side_a.hashed_bytes == 300  # keep (second pass)
+        # one after the other, B starts knowing A's files: keep only, opt/big never; side by side,
+        # B may hash opt/big before A's map arrives
+        assert side_b.hashed_bytes == 300 if jobs == 1 else side_b.hashed_bytes in (300, 300_300)
+        results.append(diff_sides(side_a, side_b))
+    for r in results:
+        assert by_path(r) == {"/opt": ("added", ()), "/opt/big": ("added", ()),
+                              "/usr/bin/keep": ("modified", ("content",))}
+    assert results[0].changes == results[1].changes
 
 
 def test_write_json_is_the_same_data_one_list_item_per_line() -> None:
@@ -294,3 +351,32 @@ def test_write_json_is_the_same_data_one_list_item_per_line() -> None:
     lines = text.splitlines()
     assert '    {"path": "/a\\nb", "size": 1},' in lines  # each item whole on its own line
     assert '      ["b", 2]' in lines
+
+
+def test_large_bodies_hashed_across_chunks(tmp_path):
+    """Bodies longer than the hashing chunk (4 MiB) are hashed whole, straight from the layer stream."""
+    one, two = os.urandom(9_000_001), os.urandom(9_000_001)
+    r = diff(tmp_path, [layer_tar([("file", "blob", one), ("file", "next", b"n" * 10)])],
+             [layer_tar([("file", "blob", two), ("file", "next", b"n" * 10)])])
+    (c,) = r.changes
+    assert c.path == "/blob" and c.what == ("content",)
+    assert (c.a[DIGEST], c.b[DIGEST]) == (hashlib.sha256(one).digest(), hashlib.sha256(two).digest())
+
+
+def test_hardlink_to_an_unhashed_body_is_hashed_in_a_second_pass(tmp_path):
+    """B's /etc/y is not in A (added: not hashed while B reads, knowing A's files); B's /etc/x, a
+    hardlink to it, has A's /etc/x as a same-size counterpart: its body is hashed afterwards."""
+    body = b"same bytes\n"
+    shared = [layer_tar(BASE)]
+    a_layers = [*shared, layer_tar([("file", "etc/x", body)])]
+    b_layers = [*shared, layer_tar([("file", "etc/y", body), ("hardlink", "etc/x", "etc/y"),
+                                    ("file", "opt/pad", os.urandom(50_000))])]
+    for jobs in (1, 2):
+        r = diff(tmp_path, a_layers, b_layers, jobs=jobs)
+        assert by_path(r) == {"/etc/y": ("added", ()), "/opt": ("added", ()), "/opt/pad": ("added", ())}
+    a, b = tmp_path / "a.tar", tmp_path / "b.tar"
+    with open_image(str(a)) as sa, open_image(str(b)) as sb:
+        side_a, side_b = read_pair(sa, sb, jobs=1)  # A (less of its own) first: B knows A's files
+    assert side_b.nodes["etc/x"][DIGEST] == side_a.nodes["etc/x"][DIGEST] == hashlib.sha256(body).digest()
+    assert side_b.nodes["etc/x"][BODY] == "etc/y" and side_b.nodes["etc/y"][DIGEST] is None
+    assert side_b.hashed_bytes == len(body)  # the second pass only: opt/pad and etc/y never in the first

@@ -34,10 +34,12 @@ def demo_image_path() -> str:
     return str(path)
 
 
-def progress_reporter(src: ImageSource, quiet: bool):
-    """A rich progress bar on stderr for long reads (TTY only); returns (callback, stop)."""
-    total = src.image.compressed_bytes
-    if quiet or not sys.stderr.isatty() or total < 50_000_000 or getattr(src, "shows_progress", False):
+def progress_reporter(src: ImageSource, quiet: bool, *, total: int | None = None, also: ImageSource | None = None):
+    """A rich progress bar on stderr for long reads (TTY only); returns (callback, stop). ``total``:
+    the bytes to read when not ``src``'s compressed size; ``also``: a second source read too (diff)."""
+    total = src.image.compressed_bytes if total is None else total
+    shown = any(getattr(s, "shows_progress", False) for s in (src, also) if s is not None)
+    if quiet or not sys.stderr.isatty() or total < 50_000_000 or shown:
         return None, lambda: None
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 

@@ -39,7 +39,9 @@ def register(app: typer.Typer) -> None:
         source_args: SourceArgs = SOURCE_ARGS,
     ) -> int:
         """What changed between two images: files by content (added, removed, modified), sizes, config, history."""
+        from bilge.commands._common import progress_reporter
         from bilge.diff import diff_sides, read_pair
+        from bilge.diffread import read_bytes
         from bilge.format.common import console
         from bilge.format.diff import render_text, to_json, write_json
         from bilge.redact import redact
@@ -47,7 +49,13 @@ def register(app: typer.Typer) -> None:
         verify = not no_verify
         with source_args.open(a, platform=platform, verify=verify, quiet=True) as src_a, \
                 source_args.open(b, platform=platform, verify=verify, quiet=True) as src_b:
-            side_a, side_b = read_pair(src_a, src_b, verify=verify, jobs=jobs)
+            advance, stop = progress_reporter(src_a, quiet or fmt == Format.json, also=src_b,
+                                              total=read_bytes(src_a.image, src_b.image))
+            try:
+                side_a, side_b = read_pair(src_a, src_b, verify=verify, jobs=jobs,
+                                           progress=(lambda n: advance(None, n)) if advance else None)
+            finally:
+                stop()
         result = diff_sides(side_a, side_b, ignore=ignore or (), mtime=mtime, depth=depth,
                             mask=(lambda s: s) if show_secrets else redact)
         if quiet:

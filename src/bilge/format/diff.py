@@ -45,6 +45,8 @@ def _node_json(n: Node | None) -> dict[str, Any] | None:
         out["sha256"] = d.hex() if isinstance(d, bytes) and len(d) == 32 else None
     if n[KIND] == "symlink":
         out["target"] = n[LINK]
+    if n[KIND] in ("char", "block"):
+        out["device"] = n[LINK].replace(",", ":")
     return out
 
 
@@ -225,6 +227,8 @@ def _what(c: Change) -> str:
                 parts.append(f"owner {c.a[UID]}:{c.a[UID + 1]}→{c.b[UID]}:{c.b[UID + 1]}")
             elif w == "target" and c.a and c.b:
                 parts.append(escape(f"-> {c.a[LINK]} → {c.b[LINK]}"))
+            elif w == "device" and c.a and c.b:
+                parts.append(f"device {c.a[LINK].replace(',', ':')}→{c.b[LINK].replace(',', ':')}")
             else:
                 parts.append(w)
         return ", ".join(parts)
