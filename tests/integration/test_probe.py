@@ -34,7 +34,7 @@ import pytest
 from bilge.errors import BilgeError
 from bilge.probe import ProbeOptions, parse_probes
 from bilge.probe.session import Session
-from bilge.rewrite import read_fs, slim
+from bilge.rewrite import slim
 from bilge.source import open_image
 from bilge.testing import config_for, docker_archive, layer_tar
 from tests.integration.conftest import BASE_IMAGE, DOCKER, docker_rmi, docker_save, require_tool, run
@@ -109,11 +109,11 @@ def work(tmp_path):
 
 
 def trace(ref: str, probes: list[str], work: Path, **opts) -> tuple[Session, object]:
-    """Materialise ``ref`` and run the probes once (the caller closes the session)."""
+    """Materialise ``ref`` (during the one read of its layers) and run the probes once (the caller
+    closes the session)."""
     src = open_image(ref)
     src.__enter__()
-    read = read_fs(src)
-    session = Session(src, read, ProbeOptions(parse_probes(probes), tmpdir=str(work), **opts))
+    session = Session(src, ProbeOptions(parse_probes(probes), tmpdir=str(work), **opts))
     return session, session.trace()
 
 
@@ -154,7 +154,6 @@ def test_enoent_report_names_the_file_removed_on_purpose(base_layer, tmp_path, w
     """The same plan as slim's, less one file the probe reads at run time (a data file a shell script
     sources by a name no ELF header mentions): the slim run fails and the report names that file
     (found by the original run, not found by the slim one); with it, the probe passes again."""
-    from bilge.deps import ElfCollector
     from bilge.rewrite import _Without, plan_slim
 
     app = [("dir", "app", 0o755), ("dir", "app/lib", 0o755),
@@ -164,12 +163,11 @@ def test_enoent_report_names_the_file_removed_on_purpose(base_layer, tmp_path, w
     # strace could show, comes only through the closure of the traced script
     ref = image_of(tmp_path / "app.tar", [base_layer, app], {"Cmd": ["/usr/bin/true"]})
     needed = "app/lib/greeting.sh"
-    collector = ElfCollector()
     with open_image(ref) as src:
-        read = read_fs(src, visitors=[collector])
-        with Session(src, read, ProbeOptions(parse_probes(["/app/run.sh"]), tmpdir=str(work))) as session:
+        with Session(src, ProbeOptions(parse_probes(["/app/run.sh"]), tmpdir=str(work))) as session:
+            read = session.open()
             outcome = session.trace()
-            splan = plan_slim(read, src.image, [], entrypoint=True, view=collector.view(read.fs),
+            splan = plan_slim(read, src.image, [], entrypoint=True, view=session.view(),
                               traced=outcome.found, traced_missing=outcome.not_found, programs=outcome.programs)
             assert splan.keep(needed) and splan.keep.reasons[needed] == "traced"
             assert splan.keep.reasons["usr/bin/env"].startswith("needed")

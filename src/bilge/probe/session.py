@@ -21,13 +21,22 @@ from typing import TYPE_CHECKING, Any
 
 from bilge.errors import BilgeError
 from bilge.probe import sandbox as sb
-from bilge.probe.materialise import Materialised, link_tree, materialise, mount_points, read_image_file
+from bilge.probe.materialise import (
+    Materialised,
+    Materialiser,
+    link_tree,
+    materialise,
+    mount_points,
+    read_image_file,
+    skipped_tree,
+)
 from bilge.probe.trace import STRACE_ARGS, Trace, image_paths, parse
 
 if TYPE_CHECKING:
     from bilge.fs import Version
-    from bilge.image import Image
-    from bilge.rewrite.squash import ReadFS
+    from bilge.image import Image, Layer
+    from bilge.probe.tree import TreeView
+    from bilge.rewrite.squash import ReadFS, SquashPlan
     from bilge.source.base import ImageSource
 
 INTERPRETERS = ("ruby", "python", "node", "nodejs", "java", "perl", "php")
@@ -205,14 +214,42 @@ def sandbox_spec(rootfs: Path, read: ReadFS, image: Image, opts: ProbeOptions) -
 
 
 class Session:
-    """The probes of one ``slim``: :meth:`trace` on the full filesystem, :meth:`verify` on the slim one.
+    """The probes of one ``slim``: :meth:`open` reads the image once and writes its filesystem to a
+    temporary directory, :meth:`trace` runs the probes on it, :meth:`verify` on the slim one.
     Owns the temporary directories (removed by :meth:`close`, and by bilge.cleanup on a signal)."""
 
-    def __init__(self, src: ImageSource, read: ReadFS, opts: ProbeOptions) -> None:
-        self.src, self.read, self.opts = src, read, opts
+    def __init__(self, src: ImageSource, opts: ProbeOptions) -> None:
+        self.src, self.opts = src, opts
+        self.read: ReadFS | None = None
+        self.writer: Materialiser | None = None
         self.full: Materialised | None = None
         self.slim: Materialised | None = None
         self.outcome: ProbeOutcome | None = None
+        self.materialise_seconds = 0.0
+
+    def open(self, *, verify: bool | None = None, progress: Callable[[Layer, int], None] | None = None) -> ReadFS:
+        """Read every layer once: the merged filesystem, written to the temporary directory meanwhile."""
+        sb.find_tool("bwrap")
+        sb.find_tool("strace")
+        started = time.perf_counter()
+        self.full, self.read, self.writer = materialise(self.src, parent=self.opts.tmpdir, verify=verify,
+                                                        progress=progress)
+        self.materialise_seconds = time.perf_counter() - started
+        return self.read
+
+    def view(self) -> TreeView:
+        """What :func:`bilge.deps.closure` reads: metadata from the merged filesystem, contents (ELF
+        headers, scripts' first line, the loader's configuration) from the written tree, on demand."""
+        from bilge.probe.tree import TreeView
+
+        assert self.read is not None and self.full is not None
+        return TreeView(self.read.fs, self.full.rootfs)
+
+    def tree_complete(self, plan: SquashPlan) -> bool:
+        """Whether the materialised tree holds every regular file ``plan`` writes (it leaves out what
+        is under /proc, /dev and /sys)."""
+        return self.full is not None and self.writer is not None and not any(
+            skipped_tree(w.path) for wants in plan.wants.values() for w in wants.values() if w.kind == "file")
 
     def close(self) -> None:
         for m in (self.slim, self.full):
@@ -235,12 +272,10 @@ class Session:
             raise
 
     def _trace(self) -> ProbeOutcome:
-        sb.find_tool("bwrap")
-        sb.find_tool("strace")
+        if self.full is None:
+            self.open()
+        assert self.full is not None and self.read is not None
         image = self.src.image
-        started = time.perf_counter()
-        self.full = materialise(self.src, self.read, parent=self.opts.tmpdir)
-        mat = time.perf_counter() - started
         spec = sandbox_spec(self.full.rootfs, self.read, image, self.opts)
         checks: list[ProbeCheck] = []
         found: set[str] = set()
@@ -258,12 +293,12 @@ class Session:
             missing |= run.trace.not_found()
             programs += run.trace.executed + run.trace.opened
         self.outcome = ProbeOutcome(checks, image_paths(found), image_paths(missing - found),
-                                    sorted(set(programs)), seconds, mat)
+                                    sorted(set(programs)), seconds, self.materialise_seconds)
         return self.outcome
 
     def verify(self, keep: Callable[[str, Version], bool]) -> ProbeOutcome:
         """Run the probes again on the filesystem ``keep`` leaves; compare with the original runs."""
-        assert self.full is not None and self.outcome is not None
+        assert self.full is not None and self.outcome is not None and self.read is not None
         started = time.perf_counter()
         if self.slim is not None:
             self.slim.remove()

@@ -197,25 +197,28 @@ def slim(src: ImageSource, output: str | OutputSpec | None, keep_paths: Sequence
         raise BilgeError(f"{image.reference}: the image has no layers")
     if not keep_paths and not entrypoint and probe is None:
         raise BilgeError("nothing to keep: give --keep PATH (repeatable), --entrypoint and/or --probe CMD")
-    collector = ElfCollector()
-    read = read_fs(src, verify=verify, visitors=[collector], progress=progress)
     if probe is None:
+        collector = ElfCollector()
+        read = read_fs(src, verify=verify, visitors=[collector], progress=progress)
         return _slim_planned(src, read, output, keep_paths, entrypoint=entrypoint, view=collector.view(read.fs),
                              compression=compression, clamp=clamp, dry_run=dry_run, command=command,
                              keep_secrets=keep_secrets, ruleset=ruleset, ignores=ignores)
     from bilge.probe.session import Session
 
     config = image.container_config
-    with Session(src, read, probe) as session:
+    with Session(src, probe) as session:
+        # one read of the layers: the merged filesystem, written to disk meanwhile; the library
+        # closure reads the few ELF files it needs from there, and so does the slim layer's writer
+        read = session.open(verify=verify, progress=progress)
         outcome = session.trace()
         has_entry = bool(config.get("Entrypoint") or config.get("Cmd"))
-        splan = plan_slim(read, image, keep_paths, entrypoint=entrypoint or has_entry, view=collector.view(read.fs),
+        splan = plan_slim(read, image, keep_paths, entrypoint=entrypoint or has_entry, view=session.view(),
                           traced=outcome.found, traced_missing=outcome.not_found, programs=outcome.programs)
         session.verify(splan.keep)
-    return _slim_planned(src, read, output, keep_paths, entrypoint=entrypoint, splan=splan,
-                         compression=compression, clamp=clamp, dry_run=dry_run or not outcome.ok,
-                         command=command, outcome=outcome, keep_secrets=keep_secrets, ruleset=ruleset,
-                         ignores=ignores)
+        return _slim_planned(src, read, output, keep_paths, entrypoint=entrypoint, splan=splan,
+                             compression=compression, clamp=clamp, dry_run=dry_run or not outcome.ok,
+                             command=command, outcome=outcome, keep_secrets=keep_secrets, ruleset=ruleset,
+                             ignores=ignores, session=session)
 
 
 class _Without(KeepSet):
@@ -255,7 +258,7 @@ def _slim_planned(src: ImageSource, read: ReadFS, output: str | OutputSpec | Non
                   entrypoint: bool, view: Any = None, splan: SlimPlan | None = None,
                   compression: Compression | None, clamp: int | None, dry_run: bool, command: str | None,
                   outcome: Any = None, keep_secrets: bool = False, ruleset: Any = None,
-                  ignores: Sequence[Any] = ()) -> tuple[RewriteResult, SlimPlan]:
+                  ignores: Sequence[Any] = (), session: Any = None) -> tuple[RewriteResult, SlimPlan]:
     image: Image = src.image
     if splan is None:
         splan = plan_slim(read, image, keep_paths, entrypoint=entrypoint, view=view)
@@ -291,7 +294,12 @@ def _slim_planned(src: ImageSource, read: ReadFS, output: str | OutputSpec | Non
     details["secrets_redacted"] = redacted
     details["secrets_kept"] = keep_secrets
     config = rewrite_config(image, 0, entry, clamp=clamp)
-    result = write_image(output, config, [NewLayer(squash_members(src, read, plan, counts, clamp=clamp))],
-                         compression=compression, clamp=clamp)
+    members = squash_members(src, read, plan, counts, clamp=clamp)
+    if session is not None and session.tree_complete(plan):
+        from bilge.probe.tree import tree_members
+
+        # the bodies from the materialised tree: no third read of the layers
+        members = tree_members(read, plan, session.full.rootfs, counts, session.writer.extras, clamp=clamp)
+    result = write_image(output, config, [NewLayer(members)], compression=compression, clamp=clamp)
     return RewriteResult("slim", image.reference, result, len(image.layers), image.compressed_bytes,
                          result.layer_bytes, counts, details), splan
