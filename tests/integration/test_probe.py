@@ -308,6 +308,32 @@ def test_sigterm_during_a_probe_leaves_no_directory_and_no_process(base_layer, t
             proc.wait()
 
 
+def test_as_root_a_private_tmpdir_just_works(base_layer, tmp_path):
+    """As root, TMPDIR may be a directory the unprivileged sandbox user cannot reach (pytest's own,
+    under a 0700 parent): slim says so on one line and writes the filesystem to a standard temporary
+    directory nobody can reach instead (bilge's own directory there is 0711: traverse, not list);
+    nothing is left in either place."""
+    if os.geteuid() != 0:
+        pytest.skip("only bilge running as root hands the sandbox to another user")
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    assert not os.stat(tmp_path.parent).st_mode & stat.S_IXOTH  # nobody could not reach it by path
+    ref = image_of(tmp_path / "base.tar", [base_layer], {"Cmd": ["grep", "-c", "root", "/etc/passwd"]})
+    env = {**os.environ, "NO_COLOR": "1", "TMPDIR": str(private)}
+    proc = subprocess.run([sys.executable, "-m", "bilge", "slim", ref, "--probe", "grep -c root /etc/passwd",
+                           "-o", f"docker-archive:{tmp_path / 'out.tar'}", "--format", "json"],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["probe"]["ok"] and doc["probe"]["verified"]
+    assert (tmp_path / "out.tar").stat().st_size > 0
+    used = Path(doc["probe"]["tmpdir"])
+    assert used != private and all(os.stat(d).st_mode & stat.S_IXOTH for d in (used, *used.parents))
+    assert f"{private} is not searchable by other users" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert list(private.iterdir()) == []
+
+
 def test_cli_bad_probe_input_is_one_line_exit_2(base_layer, tmp_path):
     ref = image_of(tmp_path / "base.tar", [base_layer])
     env = {**os.environ, "NO_COLOR": "1"}

@@ -8,11 +8,13 @@ names what the slim run looked for and did not find although the original run ha
 
 from __future__ import annotations
 
+import errno
 import os
 import resource
 import shlex
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
     from bilge.fs import Version
     from bilge.image import Image, Layer
     from bilge.probe.tree import TreeView
+    from bilge.probe.where import Place
     from bilge.rewrite.squash import ReadFS, SquashPlan
     from bilge.source.base import ImageSource
 
@@ -94,6 +97,8 @@ class ProbeOutcome:
     materialise_seconds: float = 0.0
     verify_seconds: float = 0.0
     verified: bool = False
+    tmpdir: str = ""  # where the filesystems were written (bilge.probe.where)
+    tmpdir_note: str = ""
 
     @property
     def ok(self) -> bool:
@@ -104,6 +109,7 @@ class ProbeOutcome:
                 "probe_seconds": round(self.probe_seconds, 3),
                 "materialise_seconds": round(self.materialise_seconds, 3),
                 "verify_seconds": round(self.verify_seconds, 3),
+                "tmpdir": self.tmpdir, "tmpdir_note": self.tmpdir_note,
                 "probes": [c.to_json() for c in self.checks]}
 
 
@@ -226,14 +232,27 @@ class Session:
         self.slim: Materialised | None = None
         self.outcome: ProbeOutcome | None = None
         self.materialise_seconds = 0.0
+        self.place: Place | None = None
 
     def open(self, *, verify: bool | None = None, progress: Callable[[Layer, int], None] | None = None) -> ReadFS:
-        """Read every layer once: the merged filesystem, written to the temporary directory meanwhile."""
+        """Read every layer once: the merged filesystem, written to the temporary directory meanwhile
+        (where: :mod:`bilge.probe.where`; a tmpfs that fills up is given up for the disk)."""
+        from bilge.probe import where
+
         sb.find_tool("bwrap")
         sb.find_tool("strace")
         started = time.perf_counter()
-        self.full, self.read, self.writer = materialise(self.src, parent=self.opts.tmpdir, verify=verify,
-                                                        progress=progress)
+        stored = sum(layer.size for layer in self.src.image.layers)
+        self.place = where.choose(self.opts.tmpdir, stored)
+        try:
+            self.full, self.read, self.writer = materialise(self.src, parent=self.place.parent, verify=verify,
+                                                            progress=progress)
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC or self.place.why != "tmpfs":
+                raise
+            self.place = where.choose(tempfile.gettempdir(), stored)
+            self.full, self.read, self.writer = materialise(self.src, parent=self.place.parent, verify=verify,
+                                                            progress=progress)
         self.materialise_seconds = time.perf_counter() - started
         return self.read
 
@@ -293,7 +312,8 @@ class Session:
             missing |= run.trace.not_found()
             programs += run.trace.executed + run.trace.opened
         self.outcome = ProbeOutcome(checks, image_paths(found), image_paths(missing - found),
-                                    sorted(set(programs)), seconds, self.materialise_seconds)
+                                    sorted(set(programs)), seconds, self.materialise_seconds,
+                                    tmpdir=str(self.full.top.parent), tmpdir_note=self.place.note if self.place else "")
         return self.outcome
 
     def verify(self, keep: Callable[[str, Version], bool]) -> ProbeOutcome:
@@ -302,7 +322,7 @@ class Session:
         started = time.perf_counter()
         if self.slim is not None:
             self.slim.remove()
-        self.slim = link_tree(self.full, self.read, keep, parent=self.opts.tmpdir)
+        self.slim = link_tree(self.full, self.read, keep, parent=self.full.top.parent)
         spec = sandbox_spec(self.slim.rootfs, self.read, self.src.image, self.opts)
         for i, check in enumerate(self.outcome.checks):
             # untraced first (strace slows a run down about twice); traced again only to explain a failure
