@@ -117,6 +117,29 @@ def trace(ref: str, probes: list[str], work: Path, **opts) -> tuple[Session, obj
     return session, session.trace()
 
 
+def _layers(archive) -> list[bytes]:
+    with tarfile.open(archive) as tf:
+        manifest = json.loads(tf.extractfile("manifest.json").read())
+        return [tf.extractfile(name).read() for name in manifest[0]["Layers"]]
+
+
+def multistage_bytes(original, slimmed) -> tuple[int, int]:
+    """The multistage equivalent measured with tarfile alone: the regular-file bytes of the original's
+    bottom layer, and of the files in the slim image that a layer above it wrote last."""
+    layers = _layers(original)
+    writer: dict[str, int] = {}
+    for i, data in enumerate(layers):
+        with tarfile.open(fileobj=io.BytesIO(data)) as tf:
+            for m in tf:
+                writer[m.name.removeprefix("./")] = i
+    with tarfile.open(fileobj=io.BytesIO(layers[0])) as tf:
+        base = sum(m.size for m in tf if m.isreg())
+    (slim_layer,) = _layers(slimmed)
+    with tarfile.open(fileobj=io.BytesIO(slim_layer)) as tf:
+        above = sum(m.size for m in tf if m.isreg() and writer.get(m.name.removeprefix("./"), 0) > 0)
+    return base, above
+
+
 def engine_size(tag: str) -> int:
     return int(json.loads(run([DOCKER, "image", "inspect", tag]))[0]["Size"])
 
@@ -137,6 +160,10 @@ def test_probe_slim_runs_in_the_engine_with_the_same_output(py_image, tmp_path):
     assert probe["probes"][0]["original"]["exit_code"] == 0
     origins = res.details["kept_by_origin"]
     assert origins["traced"]["files"] > 0
+    me = res.details["multistage_equivalent"]
+    base, above = multistage_bytes(py_image.archive, out)
+    assert (me["base_layer_bytes"], me["kept_above_base_bytes"]) == (base, above) and me["bytes"] == base + above
+    assert 0 < above < res.details["kept_bytes"] < me["bytes"]
     # the extension module and libyaml were opened at run time: kept because traced
     assert any(p.startswith("usr/lib/python3/dist-packages/yaml/_yaml") for p in plan.keep.exact)
     assert any("libyaml" in p for p in plan.keep.exact)

@@ -88,6 +88,20 @@ class SlimPlan:
     missing: tuple[str, ...]  # libraries / interpreters the closure could not find
     notes: tuple[str, ...]
     top: tuple[tuple[str, int, int], ...]  # (directory, files, bytes) kept, biggest first
+    kept_above_base: int = 0  # of kept_bytes, the bodies written by the layers above the bottom one
+
+
+def multistage_equivalent(read: ReadFS, splan: SlimPlan) -> dict[str, int] | None:
+    """What a multistage build of the same program would weigh: its final stage ``FROM`` the base image
+    (the bottom layer, kept whole: a Debian, Ubuntu or Alpine base is one layer) plus ``COPY --from``
+    of the kept files that the layers above it wrote. Regular-file bytes, like ``kept_bytes``; None
+    for a one-layer image (no base to tell apart)."""
+    layers = read.fs.layers
+    if len(layers) < 2:
+        return None
+    base = layers[0].file_bytes
+    return {"bytes": base + splan.kept_above_base, "base_layer_bytes": base,
+            "kept_above_base_bytes": splan.kept_above_base}
 
 
 def plan_slim(read: ReadFS, image: Image, keep_paths: Sequence[str], *, entrypoint: bool,
@@ -158,7 +172,7 @@ def plan_slim(read: ReadFS, image: Image, keep_paths: Sequence[str], *, entrypoi
     kept_bodies: dict[int, int] = {}
     all_bodies: dict[int, int] = {}
     by_dir: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    visible_files = kept_files = 0
+    visible_files = kept_files = above = 0
     for path, v in fs.visible():
         if v.body is None:
             continue
@@ -168,12 +182,13 @@ def plan_slim(read: ReadFS, image: Image, keep_paths: Sequence[str], *, entrypoi
             kept_files += 1
             if id(v.body) not in kept_bodies:
                 kept_bodies[id(v.body)] = v.body.size
+                above += v.body.size if v.body.layer > 0 else 0
                 acc = by_dir["/" + "/".join(path.split("/")[:-1][:3])]
                 acc[0] += 1
                 acc[1] += v.body.size
     top = tuple(sorted(((d, n, b) for d, (n, b) in by_dir.items()), key=lambda t: (-t[2], t[0]))[:15])
     return SlimPlan(keep, kept_files, sum(kept_bodies.values()), visible_files, sum(all_bodies.values()),
-                    tuple(missing), tuple(notes), top)
+                    tuple(missing), tuple(notes), top, above)
 
 
 def slim(src: ImageSource, output: str | OutputSpec | None, keep_paths: Sequence[str], *, entrypoint: bool = False,
@@ -268,6 +283,7 @@ def _slim_planned(src: ImageSource, read: ReadFS, output: str | OutputSpec | Non
         "dropped_bytes": splan.visible_bytes - splan.kept_bytes,
         "missing": list(splan.missing), "notes": list(splan.notes),
         "largest_kept_directories": [{"path": d, "files": n, "bytes": b} for d, n, b in splan.top],
+        "multistage_equivalent": multistage_equivalent(read, splan),
     }
     if outcome is not None:
         details["kept_by_origin"] = kept_by_origin(read, splan.keep)
