@@ -20,6 +20,7 @@ from bilge.source import open_image
 from bilge.testing import config_for, docker_archive, layer_tar
 
 BIG = os.urandom(3 << 20)  # read in several chunks
+MTIME = 1_600_000_000  # layer i's entries: MTIME + i
 
 
 def raw(name: str, kind: bytes, data: bytes | None = None, **kw) -> tuple:
@@ -50,7 +51,7 @@ LAYERS = [
 
 
 def _image(tmp_path) -> str:
-    tars = [layer_tar(items) for items in LAYERS]
+    tars = [layer_tar(items, mtime=MTIME + i) for i, items in enumerate(LAYERS)]
     path = tmp_path / "img.tar"
     docker_archive(path, tars, config=config_for(tars))
     return f"docker-archive:{path}"
@@ -117,6 +118,11 @@ def test_tree_written_during_the_read_is_the_merged_filesystem(tmp_path, parent)
             assert tree["a/b/f1"] == ("file", hashlib.sha256(b"one again").hexdigest())
             assert tree["s"] == ("symlink", "/etc/passwd") and tree["dev"] == ("dir",)
             assert "usr/kmem" not in tree  # device nodes are never created
+            # files carry the mtime of the layer that wrote them (a .pyc is valid only for its source's
+            # recorded mtime, and the tree is read-only in the sandbox)
+            assert os.lstat(mat.rootfs / "big").st_mtime == MTIME
+            assert os.lstat(mat.rootfs / "a/b/f1").st_mtime == MTIME + 1
+            assert os.lstat(mat.rootfs / "usr/lib/liby.so").st_mtime == MTIME + 1
             # the closure's view reads contents from the tree; metadata from the merged filesystem
             view = TreeView(read.fs, mat.rootfs)
             assert view.read_small("/usr/lib/libx.so") == b"\x7fELF not really"

@@ -146,7 +146,10 @@ class Writer:
                 os.mkdir(name, 0o700, dir_fd=pfd)
         os.chmod(name, _mode(mode) | 0o700, dir_fd=pfd)
 
-    def file(self, path: str, mode: int, body: object | None) -> int:
+    def file(self, path: str, mode: int, body: object | None, mtime: float | None = None) -> int:
+        """A regular file with ``body``'s bytes and the image's mode and mtime (Python's .pyc files
+        are valid only if the source's mtime is the one they recorded: without it every module
+        would be compiled again on each run of a probe, and the tree is read-only)."""
         pfd, name = self._parent(path)
         self._clear(pfd, name, path)
         fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=pfd)
@@ -158,6 +161,9 @@ class Writer:
                     os.write(fd, chunk)
                     n += len(chunk)
             os.fchmod(fd, _mode(mode))
+            if mtime is not None:
+                ns = int(mtime * 1_000_000_000)
+                os.utime(fd, ns=(ns, ns))
         finally:
             os.close(fd)
         return n
@@ -230,13 +236,13 @@ class Materialiser:
             return
         body = entry.fileobj if v.kind == "file" else None
         try:
-            _write(self.writer, self.out, v.path, v.kind, v.mode, linkname, body)
+            _write(self.writer, self.out, v.path, v.kind, v.mode, linkname, body, v.mtime)
         except OSError as exc:
             if exc.errno not in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
                 raise
             self._parents(fs, v.path)  # a lower layer left a non-directory on the way: replace it
             _write(self.writer, self.out, v.path, v.kind, v.mode, linkname,
-                   entry.fileobj if v.kind == "file" else None)
+                   entry.fileobj if v.kind == "file" else None, v.mtime)
 
     def _parents(self, fs: MergedFS, path: str) -> None:
         parts = _parts(path)
@@ -305,7 +311,7 @@ def materialise(src: ImageSource, *, parent: str | os.PathLike[str] | None = Non
 
 
 def _write(writer: Writer, out: Materialised, path: str, kind: str, mode: int, linkname: str,
-           body: object | None) -> None:
+           body: object | None, mtime: float | None = None) -> None:
     if skipped_tree(path):
         if path not in SKIPPED_TREES:
             out.skipped.append(f"/{path}: under /{path.split('/')[0]} (the sandbox mounts its own)")
@@ -313,7 +319,7 @@ def _write(writer: Writer, out: Materialised, path: str, kind: str, mode: int, l
     if kind == "dir":
         writer.mkdir(path, mode)
     elif kind == "file":
-        out.bytes += writer.file(path, mode, body)
+        out.bytes += writer.file(path, mode, body, mtime)
         out.files += 1
     elif kind == "symlink":
         writer.symlink(path, linkname)
