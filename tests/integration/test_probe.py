@@ -90,6 +90,22 @@ def base_layer(tools, base_image, tmp_path_factory) -> bytes:
     return out.getvalue()
 
 
+@pytest.fixture(scope="module")
+def gconv_layer(tools, base_image, tmp_path_factory) -> bytes:
+    """glibc's iconv modules (usr/lib/x86_64-linux-gnu/gconv) of bilge-base:bookworm, as one layer."""
+    archive = docker_save(BASE_IMAGE, tmp_path_factory.mktemp("probe-gconv") / "base.tar")
+    with tarfile.open(archive) as tf:
+        manifest = json.loads(tf.extractfile("manifest.json").read())
+        (layer,) = manifest[0]["Layers"]
+        data = tf.extractfile(layer).read()
+    out = io.BytesIO()
+    with tarfile.open(fileobj=io.BytesIO(data)) as src, tarfile.open(fileobj=out, mode="w") as dst:
+        for m in src:
+            if m.name.removeprefix("./").startswith("usr/lib/x86_64-linux-gnu/gconv"):
+                dst.addfile(m, src.extractfile(m) if m.isfile() else None)
+    return out.getvalue()
+
+
 def image_of(path: Path, layers: list, config: dict | None = None) -> str:
     tars = [t if isinstance(t, bytes) else layer_tar(t) for t in layers]
     cfg = config_for(tars, extra={"config": {
@@ -205,6 +221,24 @@ def test_enoent_report_names_the_file_removed_on_purpose(base_layer, tmp_path, w
             assert check.missing == ["/" + needed]
             session.verify(splan.keep)  # and with it, the probe passes again
             assert outcome.ok and check.slim.stdout == b"hello from probe\n"
+    assert list(work.iterdir()) == []
+
+
+def test_iconv_modules_are_kept_as_the_probes_load_them(base_layer, gconv_layer, tmp_path, work):
+    """Without --probe the closure of a program that calls iconv_open keeps every gconv module (it
+    cannot know which character sets will be converted); with --probe, the ones the probe loaded."""
+    ref = image_of(tmp_path / "iconv.tar", [base_layer, gconv_layer], {"Cmd": ["/usr/bin/true"]})
+    gconv = "usr/lib/x86_64-linux-gnu/gconv/"
+    probe = "sh -c 'printf \"caf\\351\" | iconv -f CP1252 -t UTF-8'"
+    with open_image(ref) as src:
+        res, plan = slim(src, None, [], probe=ProbeOptions(parse_probes([probe]), tmpdir=str(work)), dry_run=True)
+    (check,) = res.details["probe"]["probes"]
+    assert res.details["probe"]["ok"] and check["original"]["exit_code"] == 0, check
+    assert plan.keep(gconv + "CP1252.so") and plan.keep.reasons[gconv + "CP1252.so"] == "traced"
+    assert not plan.keep(gconv + "IBM1399.so") and not plan.keep(gconv + "BIG5.so")
+    with open_image(ref) as src:
+        _, by_hand = slim(src, None, ["/usr/bin/iconv"], dry_run=True)
+    assert by_hand.keep(gconv + "IBM1399.so") and by_hand.keep(gconv + "CP1252.so")
     assert list(work.iterdir()) == []
 
 

@@ -78,6 +78,15 @@ def keep_chain(fs: MergedFS, keep: KeepSet, path: str, reason: str, *, tree: boo
     return real
 
 
+def _observed_dlopen(f: Any) -> bool:
+    """A closure file the probes' trace decides on instead: glibc's iconv (gconv) modules, which the
+    closure adds whole (8 MB in Debian) as "likely" whenever a program can call ``iconv_open``. A probe
+    that converts a character set loads its module with ``openat``, which strace records, so what the
+    probes used is kept as traced; the NSS modules, libgcc_s and the loader stay (small, and loaded on
+    paths a probe easily misses: a user lookup, a thread cancelled at exit)."""
+    return f.role == "likely" and "gconv" in (f.reason or "")
+
+
 @dataclass(frozen=True)
 class SlimPlan:
     keep: KeepSet
@@ -150,7 +159,10 @@ def plan_slim(read: ReadFS, image: Image, keep_paths: Sequence[str], *, entrypoi
     config = image.container_config
     if view is not None and (binaries or paths or entrypoint):
         result = closure(view, binaries=binaries, paths=paths, entrypoint=entrypoint, config=config)
+        probed = bool(traced or traced_missing or programs)
         for f in result.files:
+            if probed and _observed_dlopen(f):
+                continue
             keep_chain(fs, keep, f.path, f"needed ({f.role})")
         missing = [f"{m.soname} (needed by {', '.join(m.needed_by)})" + (f": {m.reason}" if m.reason else "")
                    for m in result.missing]
