@@ -58,6 +58,8 @@ class Trace:
 def unescape(text: str) -> str:
     """A strace string literal's contents (C escapes) back to the path; bytes that are not UTF-8 come
     back as surrogate escapes."""
+    if "\\" not in text:
+        return text  # most paths: nothing to undo (and str round-trips through surrogateescape)
     out = bytearray()
     i = 0
     n = len(text)
