@@ -34,7 +34,7 @@ import pytest
 from bilge.errors import BilgeError
 from bilge.probe import ProbeOptions, parse_probes
 from bilge.probe.session import Session
-from bilge.rewrite import read_fs, slim
+from bilge.rewrite import slim
 from bilge.source import open_image
 from bilge.testing import config_for, docker_archive, layer_tar
 from tests.integration.conftest import BASE_IMAGE, DOCKER, docker_rmi, docker_save, require_tool, run
@@ -90,6 +90,22 @@ def base_layer(tools, base_image, tmp_path_factory) -> bytes:
     return out.getvalue()
 
 
+@pytest.fixture(scope="module")
+def gconv_layer(tools, base_image, tmp_path_factory) -> bytes:
+    """glibc's iconv modules (usr/lib/x86_64-linux-gnu/gconv) of bilge-base:bookworm, as one layer."""
+    archive = docker_save(BASE_IMAGE, tmp_path_factory.mktemp("probe-gconv") / "base.tar")
+    with tarfile.open(archive) as tf:
+        manifest = json.loads(tf.extractfile("manifest.json").read())
+        (layer,) = manifest[0]["Layers"]
+        data = tf.extractfile(layer).read()
+    out = io.BytesIO()
+    with tarfile.open(fileobj=io.BytesIO(data)) as src, tarfile.open(fileobj=out, mode="w") as dst:
+        for m in src:
+            if m.name.removeprefix("./").startswith("usr/lib/x86_64-linux-gnu/gconv"):
+                dst.addfile(m, src.extractfile(m) if m.isfile() else None)
+    return out.getvalue()
+
+
 def image_of(path: Path, layers: list, config: dict | None = None) -> str:
     tars = [t if isinstance(t, bytes) else layer_tar(t) for t in layers]
     cfg = config_for(tars, extra={"config": {
@@ -109,12 +125,35 @@ def work(tmp_path):
 
 
 def trace(ref: str, probes: list[str], work: Path, **opts) -> tuple[Session, object]:
-    """Materialise ``ref`` and run the probes once (the caller closes the session)."""
+    """Materialise ``ref`` (during the one read of its layers) and run the probes once (the caller
+    closes the session)."""
     src = open_image(ref)
     src.__enter__()
-    read = read_fs(src)
-    session = Session(src, read, ProbeOptions(parse_probes(probes), tmpdir=str(work), **opts))
+    session = Session(src, ProbeOptions(parse_probes(probes), tmpdir=str(work), **opts))
     return session, session.trace()
+
+
+def _layers(archive) -> list[bytes]:
+    with tarfile.open(archive) as tf:
+        manifest = json.loads(tf.extractfile("manifest.json").read())
+        return [tf.extractfile(name).read() for name in manifest[0]["Layers"]]
+
+
+def multistage_bytes(original, slimmed) -> tuple[int, int]:
+    """The multistage equivalent measured with tarfile alone: the regular-file bytes of the original's
+    bottom layer, and of the files in the slim image that a layer above it wrote last."""
+    layers = _layers(original)
+    writer: dict[str, int] = {}
+    for i, data in enumerate(layers):
+        with tarfile.open(fileobj=io.BytesIO(data)) as tf:
+            for m in tf:
+                writer[m.name.removeprefix("./")] = i
+    with tarfile.open(fileobj=io.BytesIO(layers[0])) as tf:
+        base = sum(m.size for m in tf if m.isreg())
+    (slim_layer,) = _layers(slimmed)
+    with tarfile.open(fileobj=io.BytesIO(slim_layer)) as tf:
+        above = sum(m.size for m in tf if m.isreg() and writer.get(m.name.removeprefix("./"), 0) > 0)
+    return base, above
 
 
 def engine_size(tag: str) -> int:
@@ -137,6 +176,10 @@ def test_probe_slim_runs_in_the_engine_with_the_same_output(py_image, tmp_path):
     assert probe["probes"][0]["original"]["exit_code"] == 0
     origins = res.details["kept_by_origin"]
     assert origins["traced"]["files"] > 0
+    me = res.details["multistage_equivalent"]
+    base, above = multistage_bytes(py_image.archive, out)
+    assert (me["base_layer_bytes"], me["kept_above_base_bytes"]) == (base, above) and me["bytes"] == base + above
+    assert 0 < above < res.details["kept_bytes"] < me["bytes"]
     # the extension module and libyaml were opened at run time: kept because traced
     assert any(p.startswith("usr/lib/python3/dist-packages/yaml/_yaml") for p in plan.keep.exact)
     assert any("libyaml" in p for p in plan.keep.exact)
@@ -154,7 +197,6 @@ def test_enoent_report_names_the_file_removed_on_purpose(base_layer, tmp_path, w
     """The same plan as slim's, less one file the probe reads at run time (a data file a shell script
     sources by a name no ELF header mentions): the slim run fails and the report names that file
     (found by the original run, not found by the slim one); with it, the probe passes again."""
-    from bilge.deps import ElfCollector
     from bilge.rewrite import _Without, plan_slim
 
     app = [("dir", "app", 0o755), ("dir", "app/lib", 0o755),
@@ -164,12 +206,11 @@ def test_enoent_report_names_the_file_removed_on_purpose(base_layer, tmp_path, w
     # strace could show, comes only through the closure of the traced script
     ref = image_of(tmp_path / "app.tar", [base_layer, app], {"Cmd": ["/usr/bin/true"]})
     needed = "app/lib/greeting.sh"
-    collector = ElfCollector()
     with open_image(ref) as src:
-        read = read_fs(src, visitors=[collector])
-        with Session(src, read, ProbeOptions(parse_probes(["/app/run.sh"]), tmpdir=str(work))) as session:
+        with Session(src, ProbeOptions(parse_probes(["/app/run.sh"]), tmpdir=str(work))) as session:
+            read = session.open()
             outcome = session.trace()
-            splan = plan_slim(read, src.image, [], entrypoint=True, view=collector.view(read.fs),
+            splan = plan_slim(read, src.image, [], entrypoint=True, view=session.view(),
                               traced=outcome.found, traced_missing=outcome.not_found, programs=outcome.programs)
             assert splan.keep(needed) and splan.keep.reasons[needed] == "traced"
             assert splan.keep.reasons["usr/bin/env"].startswith("needed")
@@ -180,6 +221,24 @@ def test_enoent_report_names_the_file_removed_on_purpose(base_layer, tmp_path, w
             assert check.missing == ["/" + needed]
             session.verify(splan.keep)  # and with it, the probe passes again
             assert outcome.ok and check.slim.stdout == b"hello from probe\n"
+    assert list(work.iterdir()) == []
+
+
+def test_iconv_modules_are_kept_as_the_probes_load_them(base_layer, gconv_layer, tmp_path, work):
+    """Without --probe the closure of a program that calls iconv_open keeps every gconv module (it
+    cannot know which character sets will be converted); with --probe, the ones the probe loaded."""
+    ref = image_of(tmp_path / "iconv.tar", [base_layer, gconv_layer], {"Cmd": ["/usr/bin/true"]})
+    gconv = "usr/lib/x86_64-linux-gnu/gconv/"
+    probe = "sh -c 'printf \"caf\\351\" | iconv -f CP1252 -t UTF-8'"
+    with open_image(ref) as src:
+        res, plan = slim(src, None, [], probe=ProbeOptions(parse_probes([probe]), tmpdir=str(work)), dry_run=True)
+    (check,) = res.details["probe"]["probes"]
+    assert res.details["probe"]["ok"] and check["original"]["exit_code"] == 0, check
+    assert plan.keep(gconv + "CP1252.so") and plan.keep.reasons[gconv + "CP1252.so"] == "traced"
+    assert not plan.keep(gconv + "IBM1399.so") and not plan.keep(gconv + "BIG5.so")
+    with open_image(ref) as src:
+        _, by_hand = slim(src, None, ["/usr/bin/iconv"], dry_run=True)
+    assert by_hand.keep(gconv + "IBM1399.so") and by_hand.keep(gconv + "CP1252.so")
     assert list(work.iterdir()) == []
 
 
@@ -308,6 +367,32 @@ def test_sigterm_during_a_probe_leaves_no_directory_and_no_process(base_layer, t
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_as_root_a_private_tmpdir_just_works(base_layer, tmp_path):
+    """As root, TMPDIR may be a directory the unprivileged sandbox user cannot reach (pytest's own,
+    under a 0700 parent): slim says so on one line and writes the filesystem to a standard temporary
+    directory nobody can reach instead (bilge's own directory there is 0711: traverse, not list);
+    nothing is left in either place."""
+    if os.geteuid() != 0:
+        pytest.skip("only bilge running as root hands the sandbox to another user")
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    assert not os.stat(tmp_path.parent).st_mode & stat.S_IXOTH  # nobody could not reach it by path
+    ref = image_of(tmp_path / "base.tar", [base_layer], {"Cmd": ["grep", "-c", "root", "/etc/passwd"]})
+    env = {**os.environ, "NO_COLOR": "1", "TMPDIR": str(private)}
+    proc = subprocess.run([sys.executable, "-m", "bilge", "slim", ref, "--probe", "grep -c root /etc/passwd",
+                           "-o", f"docker-archive:{tmp_path / 'out.tar'}", "--format", "json"],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["probe"]["ok"] and doc["probe"]["verified"]
+    assert (tmp_path / "out.tar").stat().st_size > 0
+    used = Path(doc["probe"]["tmpdir"])
+    assert used != private and all(os.stat(d).st_mode & stat.S_IXOTH for d in (used, *used.parents))
+    assert f"{private} is not searchable by other users" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert list(private.iterdir()) == []
 
 
 def test_cli_bad_probe_input_is_one_line_exit_2(base_layer, tmp_path):

@@ -266,6 +266,8 @@ def _register_slim(app: typer.Typer) -> None:
             _secrets_note(d.get("secrets_redacted", []), keep_secrets, quiet or fmt is Format.json)
         for line in d["missing"]:
             _warn(f"missing library: {line}")
+        if d.get("probe", {}).get("tmpdir_note"):
+            _warn(d["probe"]["tmpdir_note"])
         failed = [c for c in d.get("probe", {}).get("probes", []) if not c["ok"]]
         for c in failed:
             _warn(f"probe {c['probe']}: after slimming, {c['why']}" + ("; not found in the slimmed filesystem "

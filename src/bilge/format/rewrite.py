@@ -121,6 +121,12 @@ def render_slim_text(con, res, plan, dry_run: bool, elapsed: float) -> None:
         con.print(f"  output  {res.output.output}", soft_wrap=True, markup=False)
     for path, files, size in plan.top:
         con.print(f"  {human_bytes(size):>9}  {files:>5} files  {path}", soft_wrap=True, markup=False)
+    me = d.get("multistage_equivalent")
+    if me:
+        con.print(f"  multistage equivalent {human_bytes(me['bytes'])}: the bottom layer whole (the base image, "
+                  f"{human_bytes(me['base_layer_bytes'])}) plus the kept files the layers above it wrote "
+                  f"({human_bytes(me['kept_above_base_bytes'])}); slim keeps {human_bytes(d['kept_bytes'])} "
+                  f"({d['kept_bytes'] / max(me['bytes'], 1):.2f}x)", soft_wrap=True, markup=False)
     if res.output:
         con.print(f"  layers  {res.layers_in} -> {len(res.output.layers)};  stored "
                   f"{human_bytes(res.input_bytes)} -> {human_bytes(res.output_bytes)};  {elapsed:.1f}s")

@@ -17,7 +17,9 @@ a signal removes it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import shutil
 import stat
 import tempfile
 from collections.abc import Callable, Iterator
@@ -29,7 +31,9 @@ from bilge import cleanup
 from bilge.errors import BilgeError
 
 if TYPE_CHECKING:
-    from bilge.fs import Version
+    from bilge.fs import MergedFS, Version
+    from bilge.image import Layer
+    from bilge.layers import Entry
     from bilge.rewrite.squash import ReadFS
     from bilge.source.base import ImageSource
 
@@ -106,6 +110,27 @@ class Writer:
         self._dirs[path] = fd
         return fd
 
+    def remove(self, path: str) -> None:
+        """Remove whatever is at ``path`` (a directory with its contents; never following a symlink)."""
+        try:
+            pfd, name = self._parent(path)
+            self._clear(pfd, name, path)
+        except OSError:
+            pass  # nothing there, or no directory on the way: nothing to remove
+
+    def _clear(self, pfd: int, name: str, path: str) -> None:
+        try:
+            os.unlink(name, dir_fd=pfd)
+        except FileNotFoundError:
+            return
+        except (IsADirectoryError, PermissionError):
+            st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+            if not stat.S_ISDIR(st.st_mode):
+                raise
+            for key in [k for k in self._dirs if k == path or k.startswith(path + "/")]:
+                os.close(self._dirs.pop(key))
+            shutil.rmtree(name, dir_fd=pfd)
+
     def _parent(self, path: str) -> tuple[int, str]:
         parts = _parts(path)
         return self.dir_fd("/".join(parts[:-1])), parts[-1]
@@ -121,10 +146,12 @@ class Writer:
                 os.mkdir(name, 0o700, dir_fd=pfd)
         os.chmod(name, _mode(mode) | 0o700, dir_fd=pfd)
 
-    def file(self, path: str, mode: int, body: object | None) -> int:
+    def file(self, path: str, mode: int, body: object | None, mtime: float | None = None) -> int:
+        """A regular file with ``body``'s bytes and the image's mode and mtime (Python's .pyc files
+        are valid only if the source's mtime is the one they recorded: without it every module
+        would be compiled again on each run of a probe, and the tree is read-only)."""
         pfd, name = self._parent(path)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(name, dir_fd=pfd)
+        self._clear(pfd, name, path)
         fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=pfd)
         n = 0
         try:
@@ -134,14 +161,16 @@ class Writer:
                     os.write(fd, chunk)
                     n += len(chunk)
             os.fchmod(fd, _mode(mode))
+            if mtime is not None:
+                ns = int(mtime * 1_000_000_000)
+                os.utime(fd, ns=(ns, ns))
         finally:
             os.close(fd)
         return n
 
     def symlink(self, path: str, target: str) -> None:
         pfd, name = self._parent(path)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(name, dir_fd=pfd)
+        self._clear(pfd, name, path)
         os.symlink(target, name, dir_fd=pfd)
 
     def link(self, path: str, anchor: str, src: Writer | None = None) -> None:
@@ -149,8 +178,7 @@ class Writer:
         src = src or self
         spfd, sname = src._parent(anchor)
         pfd, name = self._parent(path)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(name, dir_fd=pfd)
+        self._clear(pfd, name, path)
         os.link(sname, name, src_dir_fd=spfd, dst_dir_fd=pfd, follow_symlinks=False)
 
     def ensure_mount_points(self) -> None:
@@ -168,43 +196,130 @@ class Writer:
                 continue
 
 
-def _skipped_tree(path: str) -> bool:
+def skipped_tree(path: str) -> bool:
     return any(path == t or path.startswith(t + "/") for t in SKIPPED_TREES)
 
 
-def materialise(src: ImageSource, read: ReadFS, *, parent: str | os.PathLike[str] | None = None) -> Materialised:
-    """Write the merged filesystem of ``src`` (already read into ``read``) to a new temporary directory."""
-    from bilge.rewrite.squash import SquashCounts, plan_squash, squash_members
+class Materialiser:
+    """The ``applied`` callback of :func:`bilge.rewrite.squash.read_fs`: writes each entry while the one
+    read of the layers applies it, at the real path the merged filesystem gave it (symlinked parents
+    resolved), replacing what a lower layer wrote there and removing what a whiteout hides. A final
+    pass (:meth:`finish`) removes whatever the tree holds that the merged filesystem does not show."""
+
+    def __init__(self, out: Materialised) -> None:
+        self.out = out
+        self.writer = Writer(out.rootfs)
+        # id(Version) -> (devmajor, devminor, xattrs) of the entries that had any: what a tar writer needs
+        # besides the Version to write the entry again (bilge.probe.tree.tree_members)
+        self.extras: dict[int, tuple[int, int, tuple[tuple[str, bytes], ...]]] = {}
+
+    def __call__(self, fs: MergedFS, layer: Layer, entry: Entry, v: Version | None) -> None:
+        if entry.whiteout is not None:
+            kind, target = entry.whiteout
+            if kind == "file":
+                if target and not skipped_tree(target):
+                    self.writer.remove(target)
+            else:
+                self._opaque(fs, target)
+            return
+        if v is None or not v.path:
+            return
+        if v.kind != "dir" and (entry.devmajor or entry.devminor or entry.pax):
+            from bilge.rewrite.squash import xattrs_of
+
+            xa = xattrs_of(entry)
+            if xa or entry.devmajor or entry.devminor:
+                self.extras[id(v)] = (entry.devmajor, entry.devminor, xa)
+        linkname = v.body.path if v.kind == "hardlink" and v.body is not None else v.linkname
+        if v.kind == "hardlink" and v.body is None:
+            self.out.skipped.append(f"/{v.path}: hardlink to /{v.linkname}, which is not a file in the image")
+            return
+        body = entry.fileobj if v.kind == "file" else None
+        try:
+            _write(self.writer, self.out, v.path, v.kind, v.mode, linkname, body, v.mtime)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+                raise
+            self._parents(fs, v.path)  # a lower layer left a non-directory on the way: replace it
+            _write(self.writer, self.out, v.path, v.kind, v.mode, linkname,
+                   entry.fileobj if v.kind == "file" else None, v.mtime)
+
+    def _parents(self, fs: MergedFS, path: str) -> None:
+        parts = _parts(path)
+        for i in range(1, len(parts)):
+            prefix = "/".join(parts[:i])
+            try:
+                self.writer.dir_fd(prefix)
+            except OSError:
+                self.writer.remove(prefix)
+                pv = fs.lookup(prefix)
+                self.writer.mkdir(prefix, pv.mode if pv is not None else 0o755)
+
+    def _opaque(self, fs: MergedFS, target: str) -> None:
+        if skipped_tree(target):
+            return
+        try:
+            fd = self.writer.dir_fd(target)
+        except OSError:
+            return
+        keep = set(fs.listdir(target))
+        for name in os.listdir(fd):
+            if name not in keep:
+                self.writer.remove(f"{target}/{name}" if target else name)
+
+    def finish(self, fs: MergedFS) -> None:
+        """Remove what the tree holds at a path where the merged filesystem shows nothing (or
+        something of another kind), then make the sandbox's mount points."""
+        want = {"dir": stat.S_IFDIR, "file": stat.S_IFREG, "hardlink": stat.S_IFREG, "symlink": stat.S_IFLNK}
+        for dirpath, dirnames, filenames, dfd in os.fwalk(self.out.rootfs, follow_symlinks=False):
+            rel = os.path.relpath(dirpath, self.out.rootfs)
+            rel = "" if rel == "." else rel
+            for name in list(dirnames) + filenames:
+                path = f"{rel}/{name}" if rel else name
+                if path in SKIPPED_TREES:
+                    continue
+                v = fs.lookup(path)
+                st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+                if v is None or want.get(v.kind) != stat.S_IFMT(st.st_mode):
+                    self.writer.remove(path)
+                    if name in dirnames:
+                        dirnames.remove(name)
+        self.writer.ensure_mount_points()
+
+
+def materialise(src: ImageSource, *, parent: str | os.PathLike[str] | None = None, verify: bool | None = None,
+                progress: Callable[[Layer, int], None] | None = None) -> tuple[Materialised, ReadFS, Materialiser]:
+    """Read every layer of ``src`` once: the merged filesystem (:class:`ReadFS`) and, during the same
+    read, its files written to a new temporary directory."""
+    from bilge.rewrite.squash import read_fs
 
     top = new_top(parent)
     try:
         rootfs = top / "rootfs"
         os.mkdir(rootfs, 0o755)
         out = Materialised(top, rootfs)
-        writer = Writer(rootfs)
+        writer = Materialiser(out)
         try:
-            plan = plan_squash(read, 0)
-            for member, body in squash_members(src, read, plan, SquashCounts()):
-                _write(writer, out, member.path, member.type, member.mode, member.linkname, body)
-            writer.ensure_mount_points()
+            read = read_fs(src, verify=verify, progress=progress, applied=writer)
+            writer.finish(read.fs)
         finally:
-            writer.close()
-        return out
+            writer.writer.close()
+        return out, read, writer
     except BaseException:
         cleanup.remove(top)
         raise
 
 
 def _write(writer: Writer, out: Materialised, path: str, kind: str, mode: int, linkname: str,
-           body: object | None) -> None:
-    if _skipped_tree(path):
+           body: object | None, mtime: float | None = None) -> None:
+    if skipped_tree(path):
         if path not in SKIPPED_TREES:
             out.skipped.append(f"/{path}: under /{path.split('/')[0]} (the sandbox mounts its own)")
         return
     if kind == "dir":
         writer.mkdir(path, mode)
     elif kind == "file":
-        out.bytes += writer.file(path, mode, body)
+        out.bytes += writer.file(path, mode, body, mtime)
         out.files += 1
     elif kind == "symlink":
         writer.symlink(path, linkname)
@@ -230,7 +345,7 @@ def link_tree(full: Materialised, read: ReadFS, keep: Callable[[str, Version], b
         dst = Writer(rootfs)
         try:
             for path, v in _kept(read, keep):
-                if _skipped_tree(path):
+                if skipped_tree(path):
                     continue
                 if v.kind == "dir":
                     dst.mkdir(path, v.mode)

@@ -8,11 +8,13 @@ names what the slim run looked for and did not find although the original run ha
 
 from __future__ import annotations
 
+import errno
 import os
 import resource
 import shlex
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -21,13 +23,23 @@ from typing import TYPE_CHECKING, Any
 
 from bilge.errors import BilgeError
 from bilge.probe import sandbox as sb
-from bilge.probe.materialise import Materialised, link_tree, materialise, mount_points, read_image_file
+from bilge.probe.materialise import (
+    Materialised,
+    Materialiser,
+    link_tree,
+    materialise,
+    mount_points,
+    read_image_file,
+    skipped_tree,
+)
 from bilge.probe.trace import STRACE_ARGS, Trace, image_paths, parse
 
 if TYPE_CHECKING:
     from bilge.fs import Version
-    from bilge.image import Image
-    from bilge.rewrite.squash import ReadFS
+    from bilge.image import Image, Layer
+    from bilge.probe.tree import TreeView
+    from bilge.probe.where import Place
+    from bilge.rewrite.squash import ReadFS, SquashPlan
     from bilge.source.base import ImageSource
 
 INTERPRETERS = ("ruby", "python", "node", "nodejs", "java", "perl", "php")
@@ -85,6 +97,8 @@ class ProbeOutcome:
     materialise_seconds: float = 0.0
     verify_seconds: float = 0.0
     verified: bool = False
+    tmpdir: str = ""  # where the filesystems were written (bilge.probe.where)
+    tmpdir_note: str = ""
 
     @property
     def ok(self) -> bool:
@@ -95,6 +109,7 @@ class ProbeOutcome:
                 "probe_seconds": round(self.probe_seconds, 3),
                 "materialise_seconds": round(self.materialise_seconds, 3),
                 "verify_seconds": round(self.verify_seconds, 3),
+                "tmpdir": self.tmpdir, "tmpdir_note": self.tmpdir_note,
                 "probes": [c.to_json() for c in self.checks]}
 
 
@@ -205,14 +220,55 @@ def sandbox_spec(rootfs: Path, read: ReadFS, image: Image, opts: ProbeOptions) -
 
 
 class Session:
-    """The probes of one ``slim``: :meth:`trace` on the full filesystem, :meth:`verify` on the slim one.
+    """The probes of one ``slim``: :meth:`open` reads the image once and writes its filesystem to a
+    temporary directory, :meth:`trace` runs the probes on it, :meth:`verify` on the slim one.
     Owns the temporary directories (removed by :meth:`close`, and by bilge.cleanup on a signal)."""
 
-    def __init__(self, src: ImageSource, read: ReadFS, opts: ProbeOptions) -> None:
-        self.src, self.read, self.opts = src, read, opts
+    def __init__(self, src: ImageSource, opts: ProbeOptions) -> None:
+        self.src, self.opts = src, opts
+        self.read: ReadFS | None = None
+        self.writer: Materialiser | None = None
         self.full: Materialised | None = None
         self.slim: Materialised | None = None
         self.outcome: ProbeOutcome | None = None
+        self.materialise_seconds = 0.0
+        self.place: Place | None = None
+
+    def open(self, *, verify: bool | None = None, progress: Callable[[Layer, int], None] | None = None) -> ReadFS:
+        """Read every layer once: the merged filesystem, written to the temporary directory meanwhile
+        (where: :mod:`bilge.probe.where`; a tmpfs that fills up is given up for the disk)."""
+        from bilge.probe import where
+
+        sb.find_tool("bwrap")
+        sb.find_tool("strace")
+        started = time.perf_counter()
+        stored = sum(layer.size for layer in self.src.image.layers)
+        self.place = where.choose(self.opts.tmpdir, stored)
+        try:
+            self.full, self.read, self.writer = materialise(self.src, parent=self.place.parent, verify=verify,
+                                                            progress=progress)
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC or self.place.why != "tmpfs":
+                raise
+            self.place = where.choose(tempfile.gettempdir(), stored)
+            self.full, self.read, self.writer = materialise(self.src, parent=self.place.parent, verify=verify,
+                                                            progress=progress)
+        self.materialise_seconds = time.perf_counter() - started
+        return self.read
+
+    def view(self) -> TreeView:
+        """What :func:`bilge.deps.closure` reads: metadata from the merged filesystem, contents (ELF
+        headers, scripts' first line, the loader's configuration) from the written tree, on demand."""
+        from bilge.probe.tree import TreeView
+
+        assert self.read is not None and self.full is not None
+        return TreeView(self.read.fs, self.full.rootfs)
+
+    def tree_complete(self, plan: SquashPlan) -> bool:
+        """Whether the materialised tree holds every regular file ``plan`` writes (it leaves out what
+        is under /proc, /dev and /sys)."""
+        return self.full is not None and self.writer is not None and not any(
+            skipped_tree(w.path) for wants in plan.wants.values() for w in wants.values() if w.kind == "file")
 
     def close(self) -> None:
         for m in (self.slim, self.full):
@@ -235,12 +291,10 @@ class Session:
             raise
 
     def _trace(self) -> ProbeOutcome:
-        sb.find_tool("bwrap")
-        sb.find_tool("strace")
+        if self.full is None:
+            self.open()
+        assert self.full is not None and self.read is not None
         image = self.src.image
-        started = time.perf_counter()
-        self.full = materialise(self.src, self.read, parent=self.opts.tmpdir)
-        mat = time.perf_counter() - started
         spec = sandbox_spec(self.full.rootfs, self.read, image, self.opts)
         checks: list[ProbeCheck] = []
         found: set[str] = set()
@@ -258,16 +312,17 @@ class Session:
             missing |= run.trace.not_found()
             programs += run.trace.executed + run.trace.opened
         self.outcome = ProbeOutcome(checks, image_paths(found), image_paths(missing - found),
-                                    sorted(set(programs)), seconds, mat)
+                                    sorted(set(programs)), seconds, self.materialise_seconds,
+                                    tmpdir=str(self.full.top.parent), tmpdir_note=self.place.note if self.place else "")
         return self.outcome
 
     def verify(self, keep: Callable[[str, Version], bool]) -> ProbeOutcome:
         """Run the probes again on the filesystem ``keep`` leaves; compare with the original runs."""
-        assert self.full is not None and self.outcome is not None
+        assert self.full is not None and self.outcome is not None and self.read is not None
         started = time.perf_counter()
         if self.slim is not None:
             self.slim.remove()
-        self.slim = link_tree(self.full, self.read, keep, parent=self.opts.tmpdir)
+        self.slim = link_tree(self.full, self.read, keep, parent=self.full.top.parent)
         spec = sandbox_spec(self.slim.rootfs, self.read, self.src.image, self.opts)
         for i, check in enumerate(self.outcome.checks):
             # untraced first (strace slows a run down about twice); traced again only to explain a failure

@@ -58,6 +58,8 @@ class Trace:
 def unescape(text: str) -> str:
     """A strace string literal's contents (C escapes) back to the path; bytes that are not UTF-8 come
     back as surrogate escapes."""
+    if "\\" not in text:
+        return text  # most paths: nothing to undo (and str round-trips through surrogateescape)
     out = bytearray()
     i = 0
     n = len(text)
@@ -86,47 +88,44 @@ def unescape(text: str) -> str:
     return out.decode("utf-8", "surrogateescape")
 
 
+_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"?|[^",<\[\]{}()]+|.', re.S)
+
+
 def split_args(args: str) -> list[str]:
-    """Top-level arguments of a strace call (strings, fds with <path>, arrays, structs kept whole)."""
+    """Top-level arguments of a strace call (strings, fds with <path>, arrays, structs kept whole).
+
+    Runs of ordinary characters and whole string literals are taken by one regular-expression match
+    each (a trace has tens of thousands of calls)."""
     out: list[str] = []
     depth = 0
     cur: list[str] = []
     i = 0
-    in_str = False
-    in_fd = 0
-    while i < len(args):
+    n = len(args)
+    match = _TOKEN.match
+    while i < n:
         c = args[i]
-        if in_str:
-            cur.append(c)
-            if c == "\\" and i + 1 < len(args):
-                cur.append(args[i + 1])
-                i += 2
-                continue
-            if c == '"':
-                in_str = False
-        elif c == '"':
-            in_str = True
-            cur.append(c)
-        elif c == "<" and cur and (cur[-1].isdigit() or "".join(cur).strip().endswith("AT_FDCWD")):
-            in_fd += 1
-            cur.append(c)
-        elif c == ">" and in_fd:
-            in_fd -= 1
-            cur.append(c)
-        elif in_fd:
-            cur.append(c)
+        if c == "<" and cur and (cur[-1][-1:].isdigit() or "".join(cur).strip().endswith("AT_FDCWD")):
+            j = args.find(">", i + 1)
+            j = n if j < 0 else j + 1
+            cur.append(args[i:j])  # an fd's path: anything goes until the '>'
+            i = j
         elif c in "[{(":
             depth += 1
             cur.append(c)
+            i += 1
         elif c in "]})":
             depth -= 1
             cur.append(c)
+            i += 1
         elif c == "," and depth == 0:
             out.append("".join(cur).strip())
             cur = []
+            i += 1
         else:
-            cur.append(c)
-        i += 1
+            m = match(args, i)
+            assert m is not None
+            cur.append(m.group(0))
+            i = m.end()
     if cur:
         out.append("".join(cur).strip())
     return out

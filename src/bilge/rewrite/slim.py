@@ -78,6 +78,15 @@ def keep_chain(fs: MergedFS, keep: KeepSet, path: str, reason: str, *, tree: boo
     return real
 
 
+def _observed_dlopen(f: Any) -> bool:
+    """A closure file the probes' trace decides on instead: glibc's iconv (gconv) modules, which the
+    closure adds whole (8 MB in Debian) as "likely" whenever a program can call ``iconv_open``. A probe
+    that converts a character set loads its module with ``openat``, which strace records, so what the
+    probes used is kept as traced; the NSS modules, libgcc_s and the loader stay (small, and loaded on
+    paths a probe easily misses: a user lookup, a thread cancelled at exit)."""
+    return f.role == "likely" and "gconv" in (f.reason or "")
+
+
 @dataclass(frozen=True)
 class SlimPlan:
     keep: KeepSet
@@ -88,6 +97,20 @@ class SlimPlan:
     missing: tuple[str, ...]  # libraries / interpreters the closure could not find
     notes: tuple[str, ...]
     top: tuple[tuple[str, int, int], ...]  # (directory, files, bytes) kept, biggest first
+    kept_above_base: int = 0  # of kept_bytes, the bodies written by the layers above the bottom one
+
+
+def multistage_equivalent(read: ReadFS, splan: SlimPlan) -> dict[str, int] | None:
+    """What a multistage build of the same program would weigh: its final stage ``FROM`` the base image
+    (the bottom layer, kept whole: a Debian, Ubuntu or Alpine base is one layer) plus ``COPY --from``
+    of the kept files that the layers above it wrote. Regular-file bytes, like ``kept_bytes``; None
+    for a one-layer image (no base to tell apart)."""
+    layers = read.fs.layers
+    if len(layers) < 2:
+        return None
+    base = layers[0].file_bytes
+    return {"bytes": base + splan.kept_above_base, "base_layer_bytes": base,
+            "kept_above_base_bytes": splan.kept_above_base}
 
 
 def plan_slim(read: ReadFS, image: Image, keep_paths: Sequence[str], *, entrypoint: bool,
@@ -136,7 +159,10 @@ def plan_slim(read: ReadFS, image: Image, keep_paths: Sequence[str], *, entrypoi
     config = image.container_config
     if view is not None and (binaries or paths or entrypoint):
         result = closure(view, binaries=binaries, paths=paths, entrypoint=entrypoint, config=config)
+        probed = bool(traced or traced_missing or programs)
         for f in result.files:
+            if probed and _observed_dlopen(f):
+                continue
             keep_chain(fs, keep, f.path, f"needed ({f.role})")
         missing = [f"{m.soname} (needed by {', '.join(m.needed_by)})" + (f": {m.reason}" if m.reason else "")
                    for m in result.missing]
@@ -158,7 +184,7 @@ def plan_slim(read: ReadFS, image: Image, keep_paths: Sequence[str], *, entrypoi
     kept_bodies: dict[int, int] = {}
     all_bodies: dict[int, int] = {}
     by_dir: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    visible_files = kept_files = 0
+    visible_files = kept_files = above = 0
     for path, v in fs.visible():
         if v.body is None:
             continue
@@ -168,12 +194,13 @@ def plan_slim(read: ReadFS, image: Image, keep_paths: Sequence[str], *, entrypoi
             kept_files += 1
             if id(v.body) not in kept_bodies:
                 kept_bodies[id(v.body)] = v.body.size
+                above += v.body.size if v.body.layer > 0 else 0
                 acc = by_dir["/" + "/".join(path.split("/")[:-1][:3])]
                 acc[0] += 1
                 acc[1] += v.body.size
     top = tuple(sorted(((d, n, b) for d, (n, b) in by_dir.items()), key=lambda t: (-t[2], t[0]))[:15])
     return SlimPlan(keep, kept_files, sum(kept_bodies.values()), visible_files, sum(all_bodies.values()),
-                    tuple(missing), tuple(notes), top)
+                    tuple(missing), tuple(notes), top, above)
 
 
 def slim(src: ImageSource, output: str | OutputSpec | None, keep_paths: Sequence[str], *, entrypoint: bool = False,
@@ -197,25 +224,28 @@ def slim(src: ImageSource, output: str | OutputSpec | None, keep_paths: Sequence
         raise BilgeError(f"{image.reference}: the image has no layers")
     if not keep_paths and not entrypoint and probe is None:
         raise BilgeError("nothing to keep: give --keep PATH (repeatable), --entrypoint and/or --probe CMD")
-    collector = ElfCollector()
-    read = read_fs(src, verify=verify, visitors=[collector], progress=progress)
     if probe is None:
+        collector = ElfCollector()
+        read = read_fs(src, verify=verify, visitors=[collector], progress=progress)
         return _slim_planned(src, read, output, keep_paths, entrypoint=entrypoint, view=collector.view(read.fs),
                              compression=compression, clamp=clamp, dry_run=dry_run, command=command,
                              keep_secrets=keep_secrets, ruleset=ruleset, ignores=ignores)
     from bilge.probe.session import Session
 
     config = image.container_config
-    with Session(src, read, probe) as session:
+    with Session(src, probe) as session:
+        # one read of the layers: the merged filesystem, written to disk meanwhile; the library
+        # closure reads the few ELF files it needs from there, and so does the slim layer's writer
+        read = session.open(verify=verify, progress=progress)
         outcome = session.trace()
         has_entry = bool(config.get("Entrypoint") or config.get("Cmd"))
-        splan = plan_slim(read, image, keep_paths, entrypoint=entrypoint or has_entry, view=collector.view(read.fs),
+        splan = plan_slim(read, image, keep_paths, entrypoint=entrypoint or has_entry, view=session.view(),
                           traced=outcome.found, traced_missing=outcome.not_found, programs=outcome.programs)
         session.verify(splan.keep)
-    return _slim_planned(src, read, output, keep_paths, entrypoint=entrypoint, splan=splan,
-                         compression=compression, clamp=clamp, dry_run=dry_run or not outcome.ok,
-                         command=command, outcome=outcome, keep_secrets=keep_secrets, ruleset=ruleset,
-                         ignores=ignores)
+        return _slim_planned(src, read, output, keep_paths, entrypoint=entrypoint, splan=splan,
+                             compression=compression, clamp=clamp, dry_run=dry_run or not outcome.ok,
+                             command=command, outcome=outcome, keep_secrets=keep_secrets, ruleset=ruleset,
+                             ignores=ignores, session=session)
 
 
 class _Without(KeepSet):
@@ -255,7 +285,7 @@ def _slim_planned(src: ImageSource, read: ReadFS, output: str | OutputSpec | Non
                   entrypoint: bool, view: Any = None, splan: SlimPlan | None = None,
                   compression: Compression | None, clamp: int | None, dry_run: bool, command: str | None,
                   outcome: Any = None, keep_secrets: bool = False, ruleset: Any = None,
-                  ignores: Sequence[Any] = ()) -> tuple[RewriteResult, SlimPlan]:
+                  ignores: Sequence[Any] = (), session: Any = None) -> tuple[RewriteResult, SlimPlan]:
     image: Image = src.image
     if splan is None:
         splan = plan_slim(read, image, keep_paths, entrypoint=entrypoint, view=view)
@@ -265,6 +295,7 @@ def _slim_planned(src: ImageSource, read: ReadFS, output: str | OutputSpec | Non
         "dropped_bytes": splan.visible_bytes - splan.kept_bytes,
         "missing": list(splan.missing), "notes": list(splan.notes),
         "largest_kept_directories": [{"path": d, "files": n, "bytes": b} for d, n, b in splan.top],
+        "multistage_equivalent": multistage_equivalent(read, splan),
     }
     if outcome is not None:
         details["kept_by_origin"] = kept_by_origin(read, splan.keep)
@@ -291,7 +322,12 @@ def _slim_planned(src: ImageSource, read: ReadFS, output: str | OutputSpec | Non
     details["secrets_redacted"] = redacted
     details["secrets_kept"] = keep_secrets
     config = rewrite_config(image, 0, entry, clamp=clamp)
-    result = write_image(output, config, [NewLayer(squash_members(src, read, plan, counts, clamp=clamp))],
-                         compression=compression, clamp=clamp)
+    members = squash_members(src, read, plan, counts, clamp=clamp)
+    if session is not None and session.tree_complete(plan):
+        from bilge.probe.tree import tree_members
+
+        # the bodies from the materialised tree: no third read of the layers
+        members = tree_members(read, plan, session.full.rootfs, counts, session.writer.extras, clamp=clamp)
+    result = write_image(output, config, [NewLayer(members)], compression=compression, clamp=clamp)
     return RewriteResult("slim", image.reference, result, len(image.layers), image.compressed_bytes,
                          result.layer_bytes, counts, details), splan

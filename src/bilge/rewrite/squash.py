@@ -70,8 +70,13 @@ def _version_of(fs: MergedFS, entry: Entry, layer: int) -> Version | None:
 
 
 def read_fs(src: ImageSource, *, verify: bool | None = None, visitors: Sequence[Callable[[Layer, Entry], None]] = (),
-            progress: Callable[[Layer, int], None] | None = None) -> ReadFS:
-    """One pass over every layer (what :func:`bilge.fs.walk_image` does), keeping entry ordinals."""
+            progress: Callable[[Layer, int], None] | None = None,
+            applied: Callable[[MergedFS, Layer, Entry, Version | None], None] | None = None) -> ReadFS:
+    """One pass over every layer (what :func:`bilge.fs.walk_image` does), keeping entry ordinals.
+
+    ``applied`` is called after each entry is applied, with the visible version it wrote (None for a
+    whiteout or an entry that landed nowhere); it may read the body (:mod:`bilge.probe.materialise`
+    writes the merged filesystem to disk during this one read)."""
     fs = MergedFS()
     ordinal: dict[int, int] = {}
     dir_xattrs: dict[int, tuple[tuple[str, bytes], ...]] = {}
@@ -82,6 +87,7 @@ def read_fs(src: ImageSource, *, verify: bool | None = None, visitors: Sequence[
             for visit in visitors:
                 visit(layer, entry)
             fs.apply(layer.index, entry)
+            v = None
             if entry.whiteout is None and not entry.unsafe and entry.path:
                 v = _version_of(fs, entry, layer.index)
                 if v is not None:
@@ -90,6 +96,8 @@ def read_fs(src: ImageSource, *, verify: bool | None = None, visitors: Sequence[
                         xa = xattrs_of(entry)
                         if xa:
                             dir_xattrs[id(v)] = xa
+            if applied is not None and not entry.unsafe:
+                applied(fs, layer, entry, v)
         fs.end_layer(stats, layer.size)
         if progress is not None:
             progress(layer, layer.size)
