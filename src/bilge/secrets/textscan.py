@@ -23,6 +23,7 @@ from bilge.secrets.hit import Hit
 from bilge.secrets.names import is_secret_name, shannon_entropy, value_kind
 from bilge.secrets.precision import judge_github, judge_oauth_basic
 from bilge.secrets.rules import NameRules, Rule, Ruleset
+from bilge.secrets.tokens import judge_npm, judge_pypi
 from bilge.severity import rank as severity_rank
 
 try:  # optional accelerator: one pass for all keywords
@@ -364,6 +365,8 @@ def _v_oauth_basic(m: re.Match[bytes], secret: str, names: NameRules) -> _Verdic
 
 _VALIDATORS: dict[str, Callable[[re.Match[bytes], str, NameRules], _Verdict]] = {
     "github": _v_github,
+    "npm": lambda m, secret, names: judge_npm(secret),
+    "pypi": lambda m, secret, names: judge_pypi(secret),
     "oauth_basic": _v_oauth_basic,
     "pem": _v_pem,
     "jwt": _v_jwt,
