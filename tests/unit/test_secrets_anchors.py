@@ -115,3 +115,15 @@ def test_rewritten_rules_match_what_the_old_patterns_matched(rule_id):
         buf = (noise[0] + text + noise[1] + near + noise[2] + (secret if i % 2 else "") + noise[3]).encode()
         want = [m.span("secret") for m in old.finditer(buf)]
         assert [(h.start, h.end) for h in _run_rule(rule, buf, False, RULESET.names)] == want, buf
+
+
+def test_third_party_scan_searches_rule_keywords_only_and_finds_the_same_format_hits():
+    """In third-party code (library=True) no name rule runs, so the pre-filter leaves out their
+    keywords ("key", "pass" ...); the format rules' hits are those of the full pre-filter."""
+    text = ("password = 'Zx9!kLm2pQ7r'\napi_key: 'h3Kd92kLx0Qm1Zp8'\n"
+            + "\n".join(CASES[k]()[0] for k in sorted(CASES))).encode()
+    lib = SCANNER.scan(text, FILE_CONFIG, library=True)
+    app = SCANNER.scan(text, FILE_CONFIG, library=False)
+    assert not any(h.named for h in lib) and any(h.named for h in app)
+    assert [(h.rule_id, h.start, h.end) for h in lib] == [(h.rule_id, h.start, h.end) for h in app if not h.named]
+    assert len(SCANNER._rules_index.keywords) < len(SCANNER.index.keywords)

@@ -90,19 +90,25 @@ class Scanner:
         self._anchored: dict[int, tuple[int, ...]] = {
             ri: tuple(index[kw] for kw in rule.keywords)
             for ri, rule in enumerate(ruleset.rules) if anchored(rule.regex, rule.keywords)}
+        n_rule_kw = len(keywords)  # the format rules' keywords come first: ids 0 .. n_rule_kw - 1
         self._name_kw: dict[int, bytes] = {}
         if ruleset.names.enabled:
             for kw in ruleset.names.keywords:
                 self._name_kw[kw_id(kw)] = kw
         self.index = KeywordIndex(keywords, use_accelerator)
+        # third-party code runs no name rule: its keywords ("key", "pass" ...), frequent there, are
+        # not searched for (same ids: the rules' keywords are a prefix of the list)
+        self._rules_index = (KeywordIndex(keywords[:n_rule_kw], use_accelerator)
+                             if n_rule_kw < len(keywords) else self.index)
         self._name_cache: dict[str, bool] = {}
 
     # ------------------------------------------------------------------------------------
     def scan(self, buf: bytes, context: str, library: bool = False) -> list[Hit]:
         """All hits in ``buf`` (deduplicated: overlapping hits keep the most specific)."""
         low = buf.lower()
-        found = self.index.matches(low)
-        present = {m[0] for m in found} if found is not None else self.index.present(low)
+        index = self._rules_index if library else self.index
+        found = index.matches(low)
+        present = {m[0] for m in found} if found is not None else index.present(low)
         if not present:
             return []
         rule_ids: set[int] = set()
