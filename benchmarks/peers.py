@@ -180,26 +180,47 @@ def _layers(outer: tarfile.TarFile) -> list[str]:
     return ["blobs/sha256/" + layer["digest"][7:] for layer in manifest["layers"]]
 
 
+def _norm(name: str) -> str:
+    """A tar member name as a path: no leading ``./`` or ``/``, no trailing ``/`` (``.env`` stays)."""
+    while name.startswith("./"):
+        name = name[2:]
+    return name.strip("/")
+
+
+def _visible(path: str, hidden: set[str], opaque: set[str]) -> bool:
+    """Whether a lower layer's ``path`` survives a layer's whiteouts (``hidden``) and opaque dirs."""
+    parts = path.split("/")
+    ancestors = ["/".join(parts[:i]) for i in range(1, len(parts))]
+    return path not in hidden and not any(a in hidden or a in opaque for a in ancestors)
+
+
 def merged_files(path: Path) -> dict[str, tuple]:
-    """The final filesystem of an image archive: path -> (type, size, mode, link target), whiteouts applied."""
+    """The final filesystem of an image archive: path -> (type, size, mode, link target). A layer's
+    whiteouts (``.wh.NAME``, ``.wh..wh..opq``) hide the layers below it, never its own entries."""
     files: dict[str, tuple] = {}
     with tarfile.open(path) as outer:
         for name in _layers(outer):
+            gone: list[str] = []
+            opaque: list[str] = []
+            mine: dict[str, tuple] = {}
             with tarfile.open(fileobj=outer.extractfile(name), mode="r|*") as layer:
                 for m in layer:
-                    p = m.name.lstrip("./").rstrip("/")
+                    p = _norm(m.name)
                     head, _, base = p.rpartition("/")
                     if base == ".wh..wh..opq":
-                        files = {k: v for k, v in files.items() if not k.startswith(head + "/")}
+                        opaque.append(head + "/" if head else "")
                     elif base.startswith(".wh."):
-                        gone = (head + "/" if head else "") + base[4:]
-                        files = {k: v for k, v in files.items() if k != gone and not k.startswith(gone + "/")}
+                        gone.append((head + "/" if head else "") + base[4:])
                     elif p and m.islnk():  # a hardlink is a file of its target's size (either tool may link)
-                        target = files.get(m.linkname.lstrip("./"))
-                        files[p] = ("file", target[1] if target else 0, m.mode & 0o7777, "")
+                        target = mine.get(_norm(m.linkname)) or files.get(_norm(m.linkname))
+                        mine[p] = ("file", target[1] if target else 0, m.mode & 0o7777, "")
                     elif p:
-                        files[p] = ("file" if m.isfile() else m.type.decode("latin-1"), m.size if m.isfile() else 0,
-                                    m.mode & 0o7777, m.linkname if m.issym() else "")
+                        mine[p] = ("file" if m.isfile() else m.type.decode("latin-1"), m.size if m.isfile() else 0,
+                                   m.mode & 0o7777, m.linkname if m.issym() else "")
+            if gone or opaque:
+                files = {k: v for k, v in files.items()
+                         if _visible(k, set(gone), {o.rstrip("/") for o in opaque if o})}
+            files.update(mine)
     return files
 
 
