@@ -184,7 +184,8 @@ def _norm(name: str) -> str:
     """A tar member name as a path: no leading ``./`` or ``/``, no trailing ``/`` (``.env`` stays)."""
     while name.startswith("./"):
         name = name[2:]
-    return name.strip("/")
+    name = name.strip("/")
+    return "" if name == "." else name  # the root directory's own entry (docker-squash writes one)
 
 
 def _visible(path: str, hidden: set[str], opaque: set[str]) -> bool:
