@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from bilge.secrets.precision import github_token
+from bilge.secrets.tokens import npm_token
 from tests.integration.conftest import DOCKER, docker_rmi, run
 
 REPO = Path(__file__).resolve().parents[2]
@@ -51,6 +52,8 @@ def fake_token(prefix: str, seed: int) -> str:
     rnd = random.Random(seed)  # a fresh shape, stable across sessions so the engine's cache is reused
     if prefix == "ghp_":  # GitHub's format carries a checksum
         return github_token(prefix, "".join(rnd.choice(string.ascii_letters + string.digits) for _ in range(30)))
+    if prefix == "npm_":  # so does npm's
+        return npm_token("".join(rnd.choice(string.ascii_letters + string.digits) for _ in range(30)))
     return prefix + "".join(rnd.choice(string.ascii_letters + string.digits) for _ in range(36))
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from bilge.secrets.precision import github_token
+from bilge.secrets.tokens import npm_token
 from tests.integration.conftest import DOCKER, docker_build, docker_rmi, docker_save, ensure_base_image, run
 
 RNG = random.SystemRandom()
@@ -196,7 +197,7 @@ def test_env_label_and_config_files(tmp_path, base, tags, buildkit):
     label_token = "glpat-" + rnd(20)
     stripe = "sk_live_" + rnd(24)
     db_password = rnd(16)
-    npm = "npm_" + rnd(36)
+    npm = npm_token(rnd(30))  # npm's format: a CRC32 checksum in the last six characters
     ctx = tmp_path / "ctx"
     ctx.mkdir()
     (ctx / "Dockerfile").write_text(CONFIGS.format(password=password, label_token=label_token))

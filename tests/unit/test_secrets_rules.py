@@ -18,6 +18,7 @@ from bilge.secrets import textscan
 from bilge.secrets.precision import github_token
 from bilge.secrets.rules import load_ruleset
 from bilge.secrets.textscan import FILE_CONFIG, NO_NAMES, SHELL, KeywordIndex, Scanner
+from bilge.secrets.tokens import npm_token, pypi_token
 
 RNG = random.Random(20240607)
 ALNUM = string.ascii_letters + string.digits
@@ -87,8 +88,10 @@ def _cases() -> dict[str, Callable[[], Case]]:
                                         "https://hooks.slack.com/services/"),
         "stripe-secret-key": lambda: simple(f"sk_live_{r(ALNUM, 24)}", f"pk_live_{r(ALNUM, 24)}"),
         "stripe-test-key": lambda: simple(f"sk_test_{r(ALNUM, 24)}", f"pk_test_{r(ALNUM, 24)}"),
-        "npm-token": lambda: simple(f"npm_{r(ALNUM, 36)}", "npm_config_cache_dir_for_the_build_process"),
-        "pypi-token": lambda: simple(f"pypi-AgEIcHlwaS5vcmc{r(URLSAFE, 70)}", f"pypi-AgEIcHlwaS5vcmc{r(URLSAFE, 10)}"),
+        "npm-token": lambda: simple(npm_token(r(ALNUM, 30)), "npm_config_cache_dir_for_the_build_process"),
+        "pypi-token": lambda: simple(pypi_token(f"{r(HEX, 8)}-{r(HEX, 4)}-4{r(HEX, 3)}-a{r(HEX, 3)}-{r(HEX, 12)}",
+                                                r(ALNUM, 32).encode(), ('[1,["demo-project"]]',)),
+                                     f"pypi-AgEIcHlwaS5vcmc{r(URLSAFE, 10)}"),
         "rubygems-api-key": lambda: simple(f"rubygems_{r(HEX, 48)}", f"rubygems_{r(HEX, 40)}"),
         "dockerhub-pat": lambda: simple(f"dckr_pat_{r(URLSAFE, 27)}", f"dckr_pat_{r(URLSAFE, 10)}"),
         "huggingface-token": lambda: simple(f"hf_{r(string.ascii_letters, 34)}", "hf_hub_download_for_the_model_weights_now"),

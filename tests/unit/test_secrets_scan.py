@@ -16,6 +16,7 @@ from bilge.secrets.precision import github_token
 from bilge.secrets.rules import load_ruleset
 from bilge.secrets.scanner import FileVisitor, file_findings
 from bilge.secrets.textscan import Scanner
+from bilge.secrets.tokens import npm_token
 from bilge.source import open_image
 from bilge.testing import docker_archive, oci_layout
 from tests.conftest import require_shared_fixtures
@@ -26,6 +27,8 @@ RNG = random.Random(4242)
 def tok(prefix: str = "ghp_", n: int = 36) -> str:
     if prefix in ("ghp_", "gho_", "ghu_", "ghs_") and n == 36:  # GitHub's format carries a checksum
         return github_token(prefix, "".join(RNG.choice(string.ascii_letters + string.digits) for _ in range(30)))
+    if prefix == "npm_" and n == 36:  # so does npm's
+        return npm_token("".join(RNG.choice(string.ascii_letters + string.digits) for _ in range(30)))
     return prefix + "".join(RNG.choice(string.ascii_letters + string.digits) for _ in range(n))
 
 

@@ -25,7 +25,7 @@ from bilge.severity import SEVERITIES
 from bilge.severity import check as check_severity
 from bilge.severity import rank as severity_rank
 
-VALIDATORS = frozenset({"pem", "jwt", "basic_auth", "placeholder", "github", "oauth_basic"})
+VALIDATORS = frozenset({"pem", "jwt", "basic_auth", "placeholder", "github", "oauth_basic", "npm", "pypi"})
 
 
 __all__ = ["SEVERITIES", "NameRules", "Rule", "Ruleset", "check_severity", "load_ruleset", "severity_rank"]

@@ -91,7 +91,7 @@ class FileVisitor:
                     found.append((h, line))
         if kind == "text" or (kind == "binary" and self.scan_binaries):
             library = paths.is_library(path)
-            if kind != "text" or paths.names_off(path):
+            if library or kind != "text" or paths.names_off(path):  # no name rule runs in third-party code
                 context = NO_NAMES
             elif first.startswith(b"#!"):
                 context = _script_context(first)

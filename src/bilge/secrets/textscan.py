@@ -19,10 +19,12 @@ import json
 import re
 from collections.abc import Callable
 
+from bilge.secrets.anchors import anchored, finditer_at
 from bilge.secrets.hit import Hit
 from bilge.secrets.names import is_secret_name, shannon_entropy, value_kind
 from bilge.secrets.precision import judge_github, judge_oauth_basic
 from bilge.secrets.rules import NameRules, Rule, Ruleset
+from bilge.secrets.tokens import judge_npm, judge_pypi
 from bilge.severity import rank as severity_rank
 
 try:  # optional accelerator: one pass for all keywords
@@ -84,28 +86,41 @@ class Scanner:
         for ri, rule in enumerate(ruleset.rules):
             for kw in rule.keywords:
                 self._kw_rules[kw_id(kw)].append(ri)
+        # rules whose every match starts at one of their keywords: tried only there (anchors.py)
+        self._anchored: dict[int, tuple[int, ...]] = {
+            ri: tuple(index[kw] for kw in rule.keywords)
+            for ri, rule in enumerate(ruleset.rules) if anchored(rule.regex, rule.keywords)}
+        n_rule_kw = len(keywords)  # the format rules' keywords come first: ids 0 .. n_rule_kw - 1
         self._name_kw: dict[int, bytes] = {}
         if ruleset.names.enabled:
             for kw in ruleset.names.keywords:
                 self._name_kw[kw_id(kw)] = kw
         self.index = KeywordIndex(keywords, use_accelerator)
+        # third-party code runs no name rule: its keywords ("key", "pass" ...), frequent there, are
+        # not searched for (same ids: the rules' keywords are a prefix of the list)
+        self._rules_index = (KeywordIndex(keywords[:n_rule_kw], use_accelerator)
+                             if n_rule_kw < len(keywords) else self.index)
         self._name_cache: dict[str, bool] = {}
 
     # ------------------------------------------------------------------------------------
     def scan(self, buf: bytes, context: str, library: bool = False) -> list[Hit]:
         """All hits in ``buf`` (deduplicated: overlapping hits keep the most specific)."""
         low = buf.lower()
-        found = self.index.matches(low)
-        present = {m[0] for m in found} if found is not None else self.index.present(low)
+        index = self._rules_index if library else self.index
+        found = index.matches(low)
+        present = {m[0] for m in found} if found is not None else index.present(low)
         if not present:
             return []
         rule_ids: set[int] = set()
         for k in present:
             rule_ids.update(self._kw_rules[k])
         hits: list[Hit] = []
+        starts = _starts_by_keyword(found, rule_ids, self._anchored) if found is not None else None
         for ri in sorted(rule_ids):
             rule = self.ruleset.rules[ri]
-            hits.extend(_run_rule(rule, buf, library, self.ruleset.names))
+            kws = self._anchored.get(ri) if starts is not None else None
+            at = sorted({p for k in kws for p in starts.get(k, ())}) if kws else None
+            hits.extend(_run_rule(rule, buf, library, self.ruleset.names, at))
         if context != NO_NAMES and not library:
             name_ids = [k for k in present if k in self._name_kw]
             if name_ids:
@@ -176,6 +191,18 @@ class Scanner:
         return out
 
 
+def _starts_by_keyword(found: list[tuple[int, int, int]], rule_ids: set[int],
+                       anchored_rules: dict[int, tuple[int, ...]]) -> dict[int, list[int]]:
+    """Where each keyword of the anchored rules about to run occurs."""
+    wanted = {k for ri in rule_ids for k in anchored_rules.get(ri, ())}
+    starts: dict[int, list[int]] = {}
+    if wanted:
+        for k, start, _ in found:
+            if k in wanted:
+                starts.setdefault(k, []).append(start)
+    return starts
+
+
 def _find_all(low: bytes, kw: bytes) -> list[int]:
     out = []
     pos = low.find(kw)
@@ -229,6 +256,8 @@ def _assignment(buf: bytes, left: int, right: int, context: str, flag: bool) -> 
 
 def _secret_span(m: re.Match[bytes]) -> tuple[int, int]:
     gd = m.groupdict()
+    if gd.get("head") is not None:  # the value starts in a lookbehind, before the literal the match starts at
+        return m.start("head"), m.end()
     for name in gd:
         if name.startswith("secret") and gd[name] is not None:
             return m.start(name), m.end(name)
@@ -237,9 +266,10 @@ def _secret_span(m: re.Match[bytes]) -> tuple[int, int]:
     return m.start(), m.end()
 
 
-def _run_rule(rule: Rule, buf: bytes, library: bool, names: NameRules) -> list[Hit]:
+def _run_rule(rule: Rule, buf: bytes, library: bool, names: NameRules, at: list[int] | None = None) -> list[Hit]:
+    """The rule's hits in ``buf``; with ``at`` (an anchored rule), only matches starting there."""
     out: list[Hit] = []
-    for m in rule.regex.finditer(buf):
+    for m in (rule.regex.finditer(buf) if at is None else finditer_at(rule.regex, buf, at)):
         s, e = _secret_span(m)
         raw = buf[s:e]
         if rule.allow and any(a.search(raw) for a in rule.allow):
@@ -364,6 +394,8 @@ def _v_oauth_basic(m: re.Match[bytes], secret: str, names: NameRules) -> _Verdic
 
 _VALIDATORS: dict[str, Callable[[re.Match[bytes], str, NameRules], _Verdict]] = {
     "github": _v_github,
+    "npm": lambda m, secret, names: judge_npm(secret),
+    "pypi": lambda m, secret, names: judge_pypi(secret),
     "oauth_basic": _v_oauth_basic,
     "pem": _v_pem,
     "jwt": _v_jwt,
