@@ -232,7 +232,7 @@ class _Body:
             del self._win[:drop]
             self._win_start += drop
         while self._consumed < end:
-            chunk = self._src.read(max(end - self._consumed, 1 << 16))
+            chunk = self._src.read(min(max(end - self._consumed, 1 << 16), CHUNK))
             if not chunk:
                 raise ImageFormatError("unexpected end of layer inside a file body (truncated layer?)")
             self._consumed += len(chunk)
@@ -314,6 +314,14 @@ class Entry:
     def read(self, n: int = -1) -> bytes:
         """The first ``n`` bytes of the body (all of it with -1); every call starts at offset 0."""
         return self.fileobj.read(n)
+
+    def head(self, n: int) -> bytes:
+        """``read(n)`` for a short head: served from the body cache without making a reader when an
+        earlier visitor already read that far (the common case for a visitor after the secrets scan)."""
+        body = self._body
+        if body is not None and len(body._head) >= n:
+            return bytes(body._head[:n])
+        return self.read(n)
 
     def chunks(self) -> Iterator[bytes]:
         """The whole body in pieces straight from the layer stream, nothing kept: for the one reader

@@ -80,3 +80,35 @@ def test_forward_stream_skips_and_refuses_to_go_back():
 ])
 def test_normalize(name, expected):
     assert normalize(name) == expected
+
+
+def test_head_is_read_of_the_head_whoever_came_first(tmp_path):
+    """Entry.head(n) (served from the body cache when an earlier visitor read that far) gives what
+    read(n) gives: first visitor or not, bodies shorter than n, empty bodies, and a body of several
+    MiB read whole in one call (filled in pieces of at most layers.CHUNK)."""
+    path = tmp_path / "img.tar"
+    big = os.urandom(3 * layers.CHUNK + 12345)
+    docker_archive(path, [[("file", "big", big), ("file", "ab", b"ab"), ("file", "empty", b""),
+                           ("file", "elf", b"\x7fELF" + os.urandom(70_000))]], compression="gzip")
+    seen: dict[tuple[str, str], bytes] = {}
+
+    def first(_layer, entry):
+        if entry.type == "file":
+            seen[("first", entry.path)] = entry.head(4)
+
+    def whole(_layer, entry):
+        if entry.type == "file":
+            seen[("whole", entry.path)] = entry.fileobj.read()
+
+    def after(_layer, entry):
+        if entry.type == "file":
+            seen[("after", entry.path)] = entry.head(4)
+            seen[("after16", entry.path)] = entry.head(16)
+
+    with open_image(str(path)) as src:
+        walk_image(src, [first, whole, after])
+    assert seen[("whole", "big")] == big
+    for name, want in (("big", big), ("ab", b"ab"), ("empty", b"")):
+        assert seen[("first", name)] == seen[("after", name)] == want[:4]
+        assert seen[("after16", name)] == want[:16]
+    assert seen[("first", "elf")] == seen[("after", "elf")] == b"\x7fELF"

@@ -180,8 +180,9 @@ def _capture(fh: BinaryIO, size: int) -> Capture:
     ranges = [(0, head[:ehdr.size])]
     loads: list[tuple[int, int, int]] = []
     dyn: tuple[int, int] | None = None
-    for i in range(phnum):
-        raw = _at(fh, phoff + i * phentsize, phdr.size, size)
+    table = _at(fh, phoff, (phnum - 1) * phentsize + phdr.size, size) if phnum else b""
+    for i in range(phnum):  # the whole table in one read: read_elf reads each entry of it
+        raw = table[i * phentsize:i * phentsize + phdr.size]
         ranges.append((phoff + i * phentsize, raw))
         if wide:
             p_type, _, p_offset, p_vaddr, _, p_filesz, _, _ = phdr.unpack_from(raw)

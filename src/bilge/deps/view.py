@@ -151,7 +151,7 @@ class ElfCollector:
                            bool(_LOADER_ETC.match(entry.path)))
             return
         key = (layer.index, entry.path)
-        head = entry.read(4)
+        head = entry.head(4)
         if head == b"\x7fELF":
             self.elf_files += 1
             self.elf_bytes += entry.size
