@@ -13,42 +13,26 @@ at once, as before.
 
 from __future__ import annotations
 
-import io
 import struct
 from collections.abc import Iterator, Mapping
 from typing import BinaryIO
 
 from bilge.elf import ElfInfo, _vaddr_to_offset, read_elf
+from bilge.rawio import WindowReader
 
 CAPTURE_LIMIT = 256 << 10  # a dynamic section or string table larger than this: parse at once
 _PT_LOAD, _PT_DYNAMIC, _PT_INTERP = 1, 2, 3
 
 
-class SparseReader(io.RawIOBase):
+class SparseReader(WindowReader):
     """A seekable read-only stream of a file of ``size`` bytes of which only ``ranges`` are known.
 
     Reading bytes outside them raises: :func:`capture` must have kept everything ``read_elf`` reads.
     """
 
     def __init__(self, size: int, ranges: tuple[tuple[int, bytes], ...]) -> None:
-        super().__init__()
-        self._size = size
+        super().__init__(size)
         self._ranges = ranges
-        self._pos = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, pos: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
-        self._pos = max(0, base + pos)
-        return self._pos
 
     def read(self, n: int | None = -1) -> bytes:
         start = self._pos
@@ -62,33 +46,17 @@ class SparseReader(io.RawIOBase):
         raise RuntimeError(f"bilge internal error: ELF bytes {start}-{end} were not kept during the image pass")
 
 
-class GrowingSpool(io.RawIOBase):
+class GrowingSpool(WindowReader):
     """A seekable reader of a large forward-only body that copies to a temporary file only the prefix
     read so far: finding the dynamic section of a 256 MB file copies its first megabytes, not all of it."""
 
     def __init__(self, body: BinaryIO, size: int) -> None:
         import tempfile
 
-        super().__init__()
+        super().__init__(size)
         self._body = body
-        self._size = size
         self._tmp = tempfile.TemporaryFile(prefix="bilge-elf-")
         self._have = 0
-        self._pos = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, pos: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
-        self._pos = max(0, base + pos)
-        return self._pos
 
     def read(self, n: int | None = -1) -> bytes:
         end = self._size if n is None or n < 0 else min(self._size, self._pos + n)

@@ -25,7 +25,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 from bilge import cleanup
 from bilge.errors import BilgeError
@@ -390,10 +390,9 @@ def _kept(read: ReadFS, keep: Callable[[str, Version], bool]) -> Iterator[tuple[
             yield path, v
 
 
-def read_image_file(rootfs: Path, real: str, limit: int = 1 << 20) -> bytes | None:
-    """Read a file of the materialised tree by its real (symlink-free) image path, never following a
-    symlink on the host."""
-    parts = [p for p in real.strip("/").split("/") if p]
+def open_image_file(rootfs: Path, path: str) -> BinaryIO | None:
+    """The regular file at the real (symlink-free) image path ``path`` of the tree, or None."""
+    parts = [p for p in path.strip("/").split("/") if p]
     if not parts or any(p in (".", "..") for p in parts):
         return None
     fds: list[int] = []
@@ -404,10 +403,26 @@ def read_image_file(rootfs: Path, real: str, limit: int = 1 << 20) -> bytes | No
             fd = os.open(comp, O_DIR, dir_fd=fd)
             fds.append(fd)
         ffd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
-        with os.fdopen(ffd, "rb") as fh:
-            return fh.read(limit)
     except OSError:
         return None
     finally:
         for fd in fds:
             os.close(fd)
+    fh = os.fdopen(ffd, "rb")
+    if not stat.S_ISREG(os.fstat(ffd).st_mode):
+        fh.close()
+        return None
+    return fh
+
+
+def read_image_file(rootfs: Path, real: str, limit: int = 1 << 20) -> bytes | None:
+    """Read a file of the materialised tree by its real (symlink-free) image path, never following a
+    symlink on the host."""
+    fh = open_image_file(rootfs, real)
+    if fh is None:
+        return None
+    with fh:
+        try:
+            return fh.read(limit)
+        except OSError:
+            return None

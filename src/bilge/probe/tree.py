@@ -8,15 +8,14 @@ in the tree is never followed on the host.
 from __future__ import annotations
 
 import os
-import stat
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING
 
 from bilge.deps.view import SMALL_LIMIT, ImageView
 from bilge.elf import ElfInfo, read_elf
 from bilge.errors import BilgeError
-from bilge.probe.materialise import O_DIR
+from bilge.probe.materialise import open_image_file
 
 if TYPE_CHECKING:
     from bilge.fs import MergedFS, Version
@@ -24,29 +23,6 @@ if TYPE_CHECKING:
     from bilge.sink.layer import Body, Member
 
 
-def open_image_file(rootfs: Path, path: str) -> BinaryIO | None:
-    """The regular file at the real (symlink-free) image path ``path`` of the tree, or None."""
-    parts = [p for p in path.strip("/").split("/") if p]
-    if not parts or any(p in (".", "..") for p in parts):
-        return None
-    fds: list[int] = []
-    try:
-        fd = os.open(rootfs, O_DIR)
-        fds.append(fd)
-        for comp in parts[:-1]:
-            fd = os.open(comp, O_DIR, dir_fd=fd)
-            fds.append(fd)
-        ffd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
-    except OSError:
-        return None
-    finally:
-        for fd in fds:
-            os.close(fd)
-    fh = os.fdopen(ffd, "rb")
-    if not stat.S_ISREG(os.fstat(ffd).st_mode):
-        fh.close()
-        return None
-    return fh
 
 
 class TreeView(ImageView):
@@ -91,15 +67,10 @@ def tree_members(read: ReadFS, plan: SquashPlan, rootfs: Path, counts: SquashCou
     files' bodies read from the materialised tree instead of the layers (the metadata from the merged
     filesystem; device numbers and extended attributes as the read recorded them). A file that is not
     in the tree as the read wrote it (kind or size) stops the write."""
-    from bilge.rewrite.squash import _whiteout_name
+    from bilge.rewrite.squash import dir_and_whiteout_members
     from bilge.sink.layer import Member
 
-    for v in plan.dirs:
-        counts.dirs += 1
-        yield Member(v.path, "dir", v.mode, v.uid, v.gid, int(v.mtime), xattrs=read.dir_xattrs.get(id(v), ())), None
-    for path in plan.whiteouts:
-        counts.whiteouts += 1
-        yield Member(_whiteout_name(path), "file", 0o644, mtime=clamp or 0), None
+    yield from dir_and_whiteout_members(read, plan, counts, clamp)
     by_key: dict[tuple[int, int], Version] = {}
     for _path, v in read.fs.all_versions():
         k = read.ordinal.get(id(v))

@@ -225,6 +225,17 @@ def _member_from_entry(entry: Entry, want: Want) -> Member:
                   xattrs_of(entry))
 
 
+def dir_and_whiteout_members(read: ReadFS, plan: SquashPlan, counts: SquashCounts,
+                             clamp: int | None) -> Iterator[tuple[Member, None]]:
+    """The squashed layer's first members: its directories, then its whiteouts (no bodies)."""
+    for v in plan.dirs:
+        counts.dirs += 1
+        yield Member(v.path, "dir", v.mode, v.uid, v.gid, int(v.mtime), xattrs=read.dir_xattrs.get(id(v), ())), None
+    for path in plan.whiteouts:
+        counts.whiteouts += 1
+        yield Member(_whiteout_name(path), "file", 0o644, mtime=clamp or 0), None
+
+
 def squash_members(src: ImageSource, read: ReadFS, plan: SquashPlan, counts: SquashCounts, *,
                    verify: bool | None = False, clamp: int | None = None) -> Iterator[tuple[Member, Body]]:
     """Yield the squashed layer's members in the documented order, bodies streamed from the layers.
@@ -232,12 +243,7 @@ def squash_members(src: ImageSource, read: ReadFS, plan: SquashPlan, counts: Squ
     The first read verified every digest; this second read checks that each entry it copies is still
     the one the first read saw (ordinal, type and size), and the output is verified by reading it back.
     """
-    for v in plan.dirs:
-        counts.dirs += 1
-        yield Member(v.path, "dir", v.mode, v.uid, v.gid, int(v.mtime), xattrs=read.dir_xattrs.get(id(v), ())), None
-    for path in plan.whiteouts:
-        counts.whiteouts += 1
-        yield Member(_whiteout_name(path), "file", 0o644, mtime=clamp or 0), None
+    yield from dir_and_whiteout_members(read, plan, counts, clamp)
     layers = src.image.layers
     for index in sorted(plan.wants):
         wanted = plan.wants[index]
