@@ -54,6 +54,15 @@ def _tail(log: Path) -> str:
         return ""
 
 
+
+def _wait_or_kill(proc: subprocess.Popen, timeout: float) -> None:
+    """Let a browser that was asked to quit end within ``timeout`` s, else kill it; reap it either way."""
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
 class Chromium:
     """Headless Chromium driven over the DevTools pipe. Use as a context manager."""
 
@@ -91,11 +100,7 @@ class Chromium:
                     self.send("Browser.close", session=False, timeout=10)
                 except (BrowserError, OSError):
                     pass
-                try:
-                    self.proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait()
+                _wait_or_kill(self.proc, 15)
         finally:
             for fd in (self._cmd_w, self._resp_r):
                 try:
@@ -287,11 +292,7 @@ class Firefox:
                     pass
                 self._sock.close()
                 self._sock = None
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            _wait_or_kill(self.proc, 20)
         finally:
             self._log.close()
 

@@ -72,38 +72,42 @@ def py_image(tools, built_image, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def base_layer(tools, base_image, tmp_path_factory) -> bytes:
-    """The layer of bilge-base:bookworm (a real Debian minbase root) without what the sandbox tests
-    never run (/usr/share, /var, the libraries' subdirectories): a third of the size to materialise."""
+def base_tar(tools, base_image, tmp_path_factory) -> bytes:
+    """The one layer of bilge-base:bookworm (a real Debian minbase root), saved from the engine once."""
     archive = docker_save(BASE_IMAGE, tmp_path_factory.mktemp("probe-base") / "base.tar")
     with tarfile.open(archive) as tf:
         manifest = json.loads(tf.extractfile("manifest.json").read())
         (layer,) = manifest[0]["Layers"]
-        data = tf.extractfile(layer).read()
+        return tf.extractfile(layer).read()
+
+
+def _layer_subset(data: bytes, keep) -> bytes:
+    """A layer tar holding the members of ``data`` whose name (without "./") ``keep`` accepts."""
     out = io.BytesIO()
     with tarfile.open(fileobj=io.BytesIO(data)) as src, tarfile.open(fileobj=out, mode="w") as dst:
         for m in src:
-            name = m.name.removeprefix("./")
-            lib = name.startswith("usr/lib/x86_64-linux-gnu/") and "/" not in name[len("usr/lib/x86_64-linux-gnu/"):]
-            if m.isdir() or m.issym() or name.startswith(("etc/", "usr/bin/")) or lib:
+            if keep(m, m.name.removeprefix("./")):
                 dst.addfile(m, src.extractfile(m) if m.isfile() else None)
     return out.getvalue()
 
 
 @pytest.fixture(scope="module")
-def gconv_layer(tools, base_image, tmp_path_factory) -> bytes:
-    """glibc's iconv modules (usr/lib/x86_64-linux-gnu/gconv) of bilge-base:bookworm, as one layer."""
-    archive = docker_save(BASE_IMAGE, tmp_path_factory.mktemp("probe-gconv") / "base.tar")
-    with tarfile.open(archive) as tf:
-        manifest = json.loads(tf.extractfile("manifest.json").read())
-        (layer,) = manifest[0]["Layers"]
-        data = tf.extractfile(layer).read()
-    out = io.BytesIO()
-    with tarfile.open(fileobj=io.BytesIO(data)) as src, tarfile.open(fileobj=out, mode="w") as dst:
-        for m in src:
-            if m.name.removeprefix("./").startswith("usr/lib/x86_64-linux-gnu/gconv"):
-                dst.addfile(m, src.extractfile(m) if m.isfile() else None)
-    return out.getvalue()
+def base_layer(base_tar) -> bytes:
+    """The base layer without what the sandbox tests never run (/usr/share, /var, the libraries'
+    subdirectories): a third of the size to materialise."""
+    libdir = "usr/lib/x86_64-linux-gnu/"
+
+    def keep(m, name: str) -> bool:
+        lib = name.startswith(libdir) and "/" not in name[len(libdir):]
+        return m.isdir() or m.issym() or name.startswith(("etc/", "usr/bin/")) or lib
+
+    return _layer_subset(base_tar, keep)
+
+
+@pytest.fixture(scope="module")
+def gconv_layer(base_tar) -> bytes:
+    """glibc's iconv modules (usr/lib/x86_64-linux-gnu/gconv) of the base layer, as one layer."""
+    return _layer_subset(base_tar, lambda m, name: name.startswith("usr/lib/x86_64-linux-gnu/gconv"))
 
 
 def image_of(path: Path, layers: list, config: dict | None = None) -> str:
