@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import string
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from bilge.secrets.precision import github_token
-from tests.integration.conftest import DOCKER, docker_rmi, run
+from tests.integration.conftest import DOCKER, context_digest, docker_build, docker_rmi, run, unavailable
 
 pytestmark = pytest.mark.integration
 HERE = Path(__file__).resolve().parent
@@ -94,7 +95,7 @@ def rails(built_image):
     return corpus, story, token
 
 
-def scan(archive: Path, *extra: str) -> tuple[int, dict]:
+def scan(archive: Path | str, *extra: str) -> tuple[int, dict]:
     proc = bilge("secrets", str(archive), "-f", "json", *extra)
     assert proc.returncode in (0, 1), proc.stderr
     return proc.returncode, json.loads(proc.stdout)
@@ -122,6 +123,38 @@ def unexplained_below_high(doc: dict) -> list[tuple]:
         if why is None or why not in (f["note"] or ""):
             out.append((key, f["severity"], f["note"]))
     return out
+
+
+# The other stacks of the corpus, one image each (tests/integration/dockerfiles/corpus), read from
+# the engine (`docker-daemon:`): nothing at high or above, every lower finding named.
+CORPUS_STACKS = ("python", "node", "java", "postgresql", "nginx")
+
+
+@pytest.fixture(scope="module")
+def corpus_context(tmp_path_factory) -> Path:
+    """The corpus build context: its Dockerfile and the Django wheels, downloaded from PyPI here
+    (the build itself cannot reach PyPI)."""
+    ctx = tmp_path_factory.mktemp("corpus")
+    shutil.copy(HERE / "dockerfiles" / "corpus" / "Dockerfile", ctx / "Dockerfile")
+    proc = subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:",
+                           "--dest", str(ctx / "wheels"), "django>=4.2,<6"],
+                          capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0 or not list((ctx / "wheels").glob("[Dd]jango-*.whl")):
+        unavailable(f"cannot download Django from PyPI: {proc.stderr.strip()[-300:]}")
+    return ctx
+
+
+@pytest.mark.slow  # the first build downloads ~500 MB of Debian packages (cached by the engine afterwards)
+@pytest.mark.parametrize("stack", CORPUS_STACKS)
+def test_corpus_stack_image_has_no_finding_at_high_or_above(docker, base_image, corpus_context, stack):
+    tag = f"bilge-it-prec-corpus-{stack}:{context_digest(corpus_context, stack)}"
+    docker_build(corpus_context, tag, target=stack)
+    if stack == "python":  # independent of bilge: the image really holds pip's Django
+        assert run([DOCKER, "run", "--rm", tag]).strip().startswith(("4.", "5."))
+    rc, doc = scan(f"docker-daemon:{tag}", "--severity", "low")
+    high = [f for f in doc["findings"] if f["severity"] in ("critical", "high")]
+    assert high == [], json.dumps(high, indent=1)
+    assert unexplained_below_high(doc) == []
 
 
 @pytest.mark.slow
