@@ -455,7 +455,7 @@ def context_digest(context_dir: Path, *extra: object) -> str:
 
 
 @pytest.fixture(scope="session")
-def built_image(base_image: str, tmp_path_factory: pytest.TempPathFactory) -> Callable[..., BuiltImage]:
+def built_image(base_image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., BuiltImage]]:
     """Factory: build a Dockerfile directory once per session and `docker save` it once.
 
     ``built_image(context_dir, name=None, *, buildkit=True, build_args=None, target=None)``; the tag
@@ -485,4 +485,8 @@ def built_image(base_image: str, tmp_path_factory: pytest.TempPathFactory) -> Ca
         cache[key] = BuiltImage(tag=tag, image_id=built, archive=archive)
         return cache[key]
 
-    return build
+    yield build
+    # Build args are mostly fresh random tokens, so their tags would pile up run after run in the
+    # engine (the engine's build cache keeps the layers shared with other images).
+    if tags := [img.tag for key, img in cache.items() if key[2]]:
+        docker_rmi(*tags)
