@@ -20,6 +20,7 @@ import os
 import select
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -196,6 +197,77 @@ class Chromium:
         return out
 
 
+class RequestRecorder:
+    """A local HTTP proxy that records the request line of every request sent through it and answers
+    502: Firefox, told to use it for every URL (localhost included), shows by it each request a page
+    makes (Marionette itself gives no record of requests). Use as a context manager."""
+
+    def __init__(self) -> None:
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self._sock.settimeout(0.2)
+        self.port = self._sock.getsockname()[1]
+        self.requests: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(5)
+                data = b""
+                try:
+                    while b"\r\n" not in data and len(data) < 8192:
+                        chunk = conn.recv(4096)
+                        if not chunk:
+                            break
+                        data += chunk
+                    if data:
+                        self.requests.append(data.split(b"\r\n", 1)[0].decode("latin-1"))
+                    conn.sendall(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                except OSError:
+                    pass
+
+    # The browser's own background requests (remote settings, update and plugin checks), which the
+    # profile's preferences do not all stop: CONNECT to these hosts is not a request of the page.
+    BROWSER_HOSTS = (".mozilla.com", ".mozilla.org", ".mozilla.net", ".firefox.com")
+    BROWSER_EXACT = ("update.googleapis.com",)  # Firefox's plugin (GMP) update check
+
+    @staticmethod
+    def host(line: str) -> str:
+        """The host a request line asks for (``CONNECT host:443`` or ``GET http://host[:port]/path``)."""
+        method, _, rest = line.partition(" ")
+        target = rest.split(" ", 1)[0]
+        if method != "CONNECT":
+            target = target.split("://", 1)[-1].split("/", 1)[0]
+        return target.rsplit(":", 1)[0] if ":" in target else target
+
+    def page_requests(self) -> list[str]:
+        """The recorded request lines, without the browser's own background requests."""
+        return [line for line in list(self.requests)
+                if not (line.startswith("CONNECT ") and (self.host(line) in self.BROWSER_EXACT
+                                                         or self.host(line).endswith(self.BROWSER_HOSTS)))]
+
+    def prefs(self) -> dict[str, Any]:
+        return {"network.proxy.type": 1, "network.proxy.http": "127.0.0.1", "network.proxy.http_port": self.port,
+                "network.proxy.ssl": "127.0.0.1", "network.proxy.ssl_port": self.port,
+                "network.proxy.no_proxies_on": "", "network.proxy.allow_hijacking_localhost": True}
+
+    def __enter__(self) -> RequestRecorder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._sock.close()
+        self._thread.join(5)
+
+
 class Firefox:
     """Headless Firefox (Debian's firefox-esr) driven over Marionette. Use as a context manager."""
 
@@ -213,11 +285,13 @@ class Firefox:
         "services.settings.server": "data:,",
     }
 
-    def __init__(self, work: Path, size: tuple[int, int] = (1280, 1400)) -> None:
+    def __init__(self, work: Path, size: tuple[int, int] = (1280, 1400), *,
+                 recorder: RequestRecorder | None = None) -> None:
         self.profile = work / f"firefox-profile-{os.getpid()}-{time.monotonic_ns()}"
         self.profile.mkdir(parents=True)
+        prefs = {**self.PREFS, **(recorder.prefs() if recorder else {})}
         self.profile.joinpath("user.js").write_text(
-            "".join(f"user_pref({json.dumps(k)}, {json.dumps(v)});\n" for k, v in self.PREFS.items()))
+            "".join(f"user_pref({json.dumps(k)}, {json.dumps(v)});\n" for k, v in prefs.items()))
         env = tool_env({"MOZ_HEADLESS_WIDTH": str(size[0]), "MOZ_HEADLESS_HEIGHT": str(size[1])})
         self.log = self.profile.with_suffix(".log")
         self._log = open(self.log, "wb")  # noqa: SIM115 (closed in close())

@@ -6,10 +6,13 @@ directory, a CI artefact), the treemap drawn by the page's script with the large
 ``bilge analyze --format json`` by name and every rectangle focusable and labelled, no script error
 in Firefox's console service, and the keyboard navigation of the Chromium test, with real key
 presses. A control copy of the report with a script error proves the console probe sees one.
+Every request is sent through a local recording proxy (Marionette gives no record of requests): the
+report makes none, and a control page that loads an image and fetches a script shows it would see them.
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from tests.integration.conftest import require_tool
@@ -23,7 +26,7 @@ NODES = ("return Array.prototype.map.call(document.querySelectorAll('#treemap g.
 
 
 def test_report_in_headless_firefox(tmp_path: Path) -> None:
-    from tests.integration.browsers import Firefox
+    from tests.integration.browsers import Firefox, RequestRecorder
 
     require_tool("firefox-esr")
     report, analyze = demo_report(tmp_path)
@@ -32,7 +35,11 @@ def test_report_in_headless_firefox(tmp_path: Path) -> None:
     broken.write_text(report.read_text(encoding="utf-8").replace("render(false);", "render(false); noSuchFn();", 1),
                       encoding="utf-8")
 
-    with Firefox(tmp_path) as ff:
+    leak = tmp_path / "leak.html"  # control: the recorder sees the requests a page makes
+    leak.write_text('<!DOCTYPE html><img src="http://leak.invalid/x.png">'
+                    '<script>fetch("https://cdn.leak.invalid/y.js").catch(function () {});</script>')
+
+    with RequestRecorder() as recorder, Firefox(tmp_path, recorder=recorder) as ff:
         ff.open(report.resolve().as_uri())
         shot = ff.screenshot(tmp_path / "report-firefox.png")
         assert shot[:8] == b"\x89PNG\r\n\x1a\n" and len(shot) > 20_000
@@ -50,5 +57,13 @@ def test_report_in_headless_firefox(tmp_path: Path) -> None:
         assert_keyboard_navigation(ff)
         assert ff.console_errors(report.resolve().as_uri()) == []
 
+        assert recorder.page_requests() == []
+
         ff.open(broken.resolve().as_uri())  # control: the probe sees a script error
         assert any("noSuchFn" in e for e in ff.console_errors(broken.resolve().as_uri()))
+        ff.open(leak.resolve().as_uri())
+        deadline = time.monotonic() + 30
+        while len(recorder.page_requests()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert {recorder.host(r) for r in recorder.page_requests()} == {"leak.invalid", "cdn.leak.invalid"}, \
+            recorder.requests
