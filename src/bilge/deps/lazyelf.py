@@ -100,11 +100,12 @@ class Capture:
 
 def _merge(ranges: list[tuple[int, bytes]]) -> tuple[tuple[int, bytes], ...]:
     out: list[tuple[int, bytes]] = []
-    for off, data in sorted(r for r in ranges if r[1]):
+    for off, data in sorted((r for r in ranges if r[1]), key=lambda r: (r[0], -len(r[1]))):
         if out and off <= out[-1][0] + len(out[-1][1]):
             prev_off, prev = out[-1]
             overlap = prev_off + len(prev) - off
-            out[-1] = (prev_off, prev + data[overlap:]) if len(data) > overlap else (prev_off, prev)
+            if len(data) > overlap:
+                out[-1] = (prev_off, prev + data[overlap:])
         else:
             out.append((off, data))
     return tuple(out)
@@ -145,17 +146,16 @@ def _capture(fh: BinaryIO, size: int) -> Capture:
     phdr = struct.Struct(end + ("IIQQQQQQ" if wide else "IIIIIIII"))
     if phnum >= 0xFFFF or (phoff > 0 and phentsize < phdr.size):
         raise _Unusual  # the count is in section 0 / pyelftools refuses
-    ranges = [(0, head[:ehdr.size])]
     loads: list[tuple[int, int, int]] = []
     dyn: tuple[int, int] | None = None
     table = _at(fh, phoff, (phnum - 1) * phentsize + phdr.size, size) if phnum else b""
-    for i in range(phnum):  # the whole table in one read: read_elf reads each entry of it
-        raw = table[i * phentsize:i * phentsize + phdr.size]
-        ranges.append((phoff + i * phentsize, raw))
+    # the whole table, kept and read as one range: read_elf reads each entry of it
+    ranges = [(0, head[:ehdr.size]), (phoff, table)]
+    for i in range(phnum):
         if wide:
-            p_type, _, p_offset, p_vaddr, _, p_filesz, _, _ = phdr.unpack_from(raw)
+            p_type, _, p_offset, p_vaddr, _, p_filesz, _, _ = phdr.unpack_from(table, i * phentsize)
         else:
-            p_type, p_offset, p_vaddr, _, p_filesz, _, _, _ = phdr.unpack_from(raw)
+            p_type, p_offset, p_vaddr, _, p_filesz, _, _, _ = phdr.unpack_from(table, i * phentsize)
         if p_type == _PT_LOAD:
             loads.append((p_vaddr, p_filesz, p_offset))
         elif p_type == _PT_INTERP:
@@ -170,8 +170,7 @@ def _capture(fh: BinaryIO, size: int) -> Capture:
     ranges.append((dyn[0], blob))
     entry = struct.Struct(end + ("qQ" if wide else "lL"))
     strtab = strsz = None
-    for off in range(0, len(blob) - entry.size + 1, entry.size):
-        tag, val = entry.unpack_from(blob, off)
+    for tag, val in entry.iter_unpack(blob[:len(blob) - len(blob) % entry.size]):
         if tag == 0:
             break
         if tag == 5:

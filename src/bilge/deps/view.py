@@ -160,10 +160,12 @@ class ElfCollector:
                 self.elf[key] = info
             if _LOADER_NAME.match(posixpath.basename(entry.path)) and entry.size <= LOADER_LIMIT:
                 self.small[key] = entry.read(-1)
+        elif not entry.path.startswith("etc/"):  # (every _LOADER_ETC path is under etc/)
+            if head[:2] == b"#!":
+                self.small[key] = entry.read(SCRIPT_HEAD)
         elif _LOADER_ETC.match(entry.path) and entry.size <= ETC_LIMIT:
             self._keep(key, entry.read(-1), True)
-        elif entry.path.startswith("etc/") and entry.size <= ETC_LIMIT and \
-                self.other_bytes + entry.size <= OTHER_ETC_BUDGET and head[:2] != b"#!":
+        elif entry.size <= ETC_LIMIT and self.other_bytes + entry.size <= OTHER_ETC_BUDGET and head[:2] != b"#!":
             self._keep(key, entry.read(-1), False)
         elif head[:2] == b"#!":
             self.small[key] = entry.read(SCRIPT_HEAD)

@@ -140,7 +140,7 @@ class PackageDBCollector:
     def __call__(self, layer, entry) -> None:
         if entry.type != "file" or entry.whiteout is not None:
             return
-        m = _DPKG_LIST.match(entry.path)
+        m = _DPKG_LIST.match(entry.path) if entry.path.startswith("var/lib/dpkg/info/") else None
         if m and entry.size < 8_000_000:
             text = entry.read().decode("utf-8", "replace")
             self.dpkg[layer.index][m.group(1)] = [ln.strip().lstrip("/") for ln in text.splitlines() if ln.strip()]
