@@ -55,6 +55,7 @@ def main() -> None:
 
     import importlib
 
+    from bilge.probe import runner as run
     from bilge.probe import session as ses
 
     sl = importlib.import_module("bilge.rewrite.slim")  # the module: bilge.rewrite.slim is its function
@@ -62,8 +63,8 @@ def main() -> None:
     from bilge.source import open_image
 
     timed(ses, "materialise", "materialise (read + write tree)")
-    timed(ses, "parse", "strace parse", nested=True)
-    timed(ses, "run_probe", "probe runs (bwrap+strace, incl. parse)")
+    timed(run, "parse", "  of which strace parse", nested=True)
+    timed(ses.Session, "trace", "probes under strace (wall, incl. parse)")
     timed(sl, "plan_slim", "plan_slim (keep set + closure)")
     timed(ses, "link_tree", "slim tree (link_tree)")
     timed(sl, "kept_by_origin", "kept_by_origin")
@@ -85,17 +86,12 @@ def main() -> None:
         prof.dump_stats(args.profile)
     total = time.perf_counter() - t
     d = result.details.get("probe", {})
-    verify = d.get("verify_seconds", 0.0)
-    SPENT["verify (slim tree + untraced runs)"] = verify
-    probe_runs = SPENT.pop("probe runs (bwrap+strace, incl. parse)")
-    parse = SPENT["strace parse"]
-    # run_probe is timed both in the traced runs and in verify: verify's share is in its own row
-    SPENT["probes under strace"] = probe_runs - parse - (verify - SPENT["slim tree (link_tree)"])
-    for label, s in sorted(SPENT.items(), key=lambda kv: -kv[1]):
-        print(f"{label:40} {s:7.2f}")
-    accounted = sum(v for k, v in SPENT.items() if k != "slim tree (link_tree)")
-    print(f"{'other':40} {total - accounted:7.2f}")
-    print(f"{'total (in process)':40} {total:7.2f}   ok={d.get('ok')}")
+    SPENT["verify (slim tree + untraced runs)"] = d.get("verify_seconds", 0.0)
+    for label, s in SPENT.items():
+        print(f"{label:42} {s:7.2f}")
+    accounted = sum(v for k, v in SPENT.items() if k not in ("slim tree (link_tree)", "  of which strace parse"))
+    print(f"{'other (config, secrets, report)':42} {total - accounted:7.2f}")
+    print(f"{'total (in process)':42} {total:7.2f}   ok={d.get('ok')}")
 
 
 if __name__ == "__main__":
