@@ -41,11 +41,14 @@ class KeepSet:
     trees: set[str] = field(default_factory=set)
     reasons: dict[str, str] = field(default_factory=dict)
     parents: set[str] = field(default_factory=set)
+    _under: dict[str, bool] = field(default_factory=dict, repr=False, compare=False)  # dir -> in a tree
 
     def add(self, path: str, reason: str, tree: bool = False) -> None:
         path = path.strip("/")
         if not path:
             return
+        if tree:
+            self._under.clear()
         (self.trees if tree else self.exact).add(path)
         self.reasons.setdefault(path, reason)
         parent = posixpath.dirname(path)
@@ -56,12 +59,15 @@ class KeepSet:
     def __call__(self, path: str, v: Version | None = None) -> bool:
         if path in self.exact or path in self.parents or path in self.trees:
             return True
-        parent = posixpath.dirname(path)
-        while parent:
-            if parent in self.trees:
-                return True
-            parent = posixpath.dirname(parent)
-        return False
+        return self._in_tree(path.rpartition("/")[0])
+
+    def _in_tree(self, d: str) -> bool:
+        """Whether the directory ``d`` or one above it is a kept tree (remembered per directory:
+        a slim asks for every path of the image, several times)."""
+        known = self._under.get(d)
+        if known is None:
+            known = self._under[d] = bool(d) and (d in self.trees or self._in_tree(d.rpartition("/")[0]))
+        return known
 
 
 def keep_chain(fs: MergedFS, keep: KeepSet, path: str, reason: str, *, tree: bool = False) -> str | None:
