@@ -7,7 +7,8 @@ are found by wrapping bilge's own functions (nothing in bilge is changed for thi
 the layers that materialises the tree, each probe under bwrap+strace (the run, then the parse of its
 trace), the keep-set plan (closure included), the slim tree and the verification runs, the per-origin
 count, the squash plan and the archive write. ``--profile`` writes a cProfile of the whole run too.
-Prints a table (seconds) and the total wall time with the interpreter's start-up excluded.
+Prints a table (wall seconds, and this process's CPU seconds: the load of the shared machine
+stretches the first, not the second) and the total wall time with the interpreter's start-up excluded.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "src"))
 
 SPENT: dict[str, float] = defaultdict(float)
+CPU: dict[str, float] = defaultdict(float)  # this process's CPU (all threads), children excluded
 _ACTIVE: list[str] = []
 
 
@@ -35,11 +37,12 @@ def timed(module: object, name: str, label: str, nested: bool = False) -> None:
         if _ACTIVE and not nested:  # counted in the outer phase only
             return fn(*a, **kw)
         _ACTIVE.append(label)
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         try:
             return fn(*a, **kw)
         finally:
             SPENT[label] += time.perf_counter() - t
+            CPU[label] += time.process_time() - c
             _ACTIVE.pop()
 
     setattr(module, name, wrapper)
@@ -87,8 +90,9 @@ def main() -> None:
     total = time.perf_counter() - t
     d = result.details.get("probe", {})
     SPENT["verify (slim tree + untraced runs)"] = d.get("verify_seconds", 0.0)
+    print(f"{'phase':42} {'wall s':>7} {'CPU s':>7}")
     for label, s in SPENT.items():
-        print(f"{label:42} {s:7.2f}")
+        print(f"{label:42} {s:7.2f} {CPU.get(label, 0.0):7.2f}")
     accounted = sum(v for k, v in SPENT.items() if k not in ("slim tree (link_tree)", "  of which strace parse"))
     print(f"{'other (config, secrets, report)':42} {total - accounted:7.2f}")
     print(f"{'total (in process)':42} {total:7.2f}   ok={d.get('ok')}")
