@@ -5,9 +5,10 @@ Side by side, up to one run per CPU (at most four), from this one thread: each r
 stderr go to unnamed temporary files (no pipe to drain), the runs are waited for together with
 ``poll`` on their pidfds, each with its own wall-clock limit, and a run's trace is parsed as soon as
 it ends, while the others are still running. The results come back in the probes' order, and the
-first error in that order is raised, as a run one after the other would have. Nothing here uses a
-thread: the memory limit is set in the child between ``fork`` and ``exec`` (``preexec_fn``), which
-Python documents as unsafe when threads run.
+first error in that order is raised, as a run one after the other would have. The memory limit is
+set by util-linux's ``prlimit`` before it executes the sandbox (``preexec_fn``, which Python
+documents as unsafe while other threads run, only where there is no ``prlimit``): ``slim`` writes
+its archive, with a hashing thread, while the verification runs start.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import os
 import resource
 import select
 import shlex
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -96,12 +98,17 @@ def start_probe(spec: sb.SandboxSpec, argv: Sequence[str], trace_file: Path | No
     kwargs: dict[str, Any] = {}
     if drop is not None:
         kwargs.update(user=drop[0], group=drop[1], extra_groups=[])
+    prlimit = shutil.which("prlimit", path="/usr/bin:/bin")
+    if prlimit is not None:  # util-linux (Essential in Debian): the limit set by exec, no Python in the child
+        cmd = [prlimit, f"--as={spec.memory}:{spec.memory}", "--", *cmd]
+    else:
+        kwargs["preexec_fn"] = _limit(spec.memory)
     out = tempfile.TemporaryFile()
     err = tempfile.TemporaryFile()
     try:
         started = time.perf_counter()
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True,
-                                preexec_fn=_limit(spec.memory), cwd="/", **kwargs)
+                                cwd="/", **kwargs)
     except BaseException:
         out.close()
         err.close()
@@ -141,7 +148,7 @@ def run_probe(spec: sb.SandboxSpec, argv: Sequence[str], trace_file: Path | None
     return run_probes([(spec, tuple(argv), trace_file)], workers=1)[0]
 
 
-def workers() -> int:
+def default_workers() -> int:
     """How many probes run at once: one per CPU this process may use, at most MAX_WORKERS."""
     try:
         cpus = len(os.sched_getaffinity(0))
@@ -156,49 +163,79 @@ Job = tuple[sb.SandboxSpec, tuple[str, ...], "Path | None"]
 def run_probes(jobs: Sequence[Job], *, workers: int | None = None,
                then: Callable[[int, ProbeRun], Path | None] | None = None) -> list[ProbeRun]:
     """Run every job (spec, argv, trace file or None), up to ``workers`` at a time (default
-    :func:`workers`); the results in the jobs' order. ``then(index, run)`` is called as each run
+    :func:`default_workers`); the results in the jobs' order. ``then(index, run)`` is called as each run
     ends and may return a trace file: the job then runs again, traced, and that run is its result
     (``slim``'s verification runs untraced first, and traced only to explain a failure)."""
-    limit = max(1, workers or globals()["workers"]())
-    pending: deque[tuple[int, Job]] = deque(enumerate(jobs))
-    running: dict[int, Started] = {}
-    results: list[ProbeRun | BilgeError | None] = [None] * len(jobs)
-    waiter = _Waiter()
+    batch = Batch(jobs, workers=workers, then=then)
     try:
-        while pending or running:
-            while pending and len(running) < limit:
-                i, (spec, argv, trace) = pending.popleft()
-                running[i] = start_probe(spec, argv, trace)
-                waiter.add(i, running[i].proc.pid)
-            waiter.wait(min(r.deadline for r in running.values()) - time.perf_counter())
-            now = time.perf_counter()
-            for i, run in list(running.items()):
-                ended = run.proc.poll() is not None
-                if not ended and now < run.deadline:
-                    continue
-                del running[i]
-                waiter.remove(i)
-                if not ended:
-                    kill(run.proc)
-                    run.proc.wait()
-                try:
-                    results[i] = result = finish_probe(run, now - run.started, not ended)
-                except BilgeError as exc:
-                    results[i] = exc
-                    continue
-                again = then(i, result) if then is not None and run.trace_file is None else None
-                if again is not None:
-                    pending.appendleft((i, (run.spec, run.argv, again)))
+        return batch.wait()
     except BaseException:
-        for run in running.values():
-            abandon(run)
+        batch.abandon()
         raise
-    finally:
-        waiter.close()
-    for r in results:
-        if isinstance(r, BilgeError):
-            raise r
-    return [r for r in results if isinstance(r, ProbeRun)]
+
+
+class Batch:
+    """The runs of :func:`run_probes`, advanced by the caller: :meth:`step` starts what may start and
+    finishes what has ended (waiting at most ``timeout`` seconds for something to end), so that the
+    caller can do other work between steps (``slim`` writes its archive while the verification
+    runs); :meth:`wait` steps until every run is done. :meth:`abandon` kills what still runs."""
+
+    def __init__(self, jobs: Sequence[Job], *, workers: int | None = None,
+                 then: Callable[[int, ProbeRun], Path | None] | None = None) -> None:
+        self.limit = max(1, workers or default_workers())
+        self.then = then
+        self.pending: deque[tuple[int, Job]] = deque(enumerate(jobs))
+        self.running: dict[int, Started] = {}
+        self.results: list[ProbeRun | BilgeError | None] = [None] * len(jobs)
+        self.waiter = _Waiter()
+
+    @property
+    def done(self) -> bool:
+        return not self.pending and not self.running
+
+    def step(self, timeout: float) -> None:
+        while self.pending and len(self.running) < self.limit:
+            i, (spec, argv, trace) = self.pending.popleft()
+            self.running[i] = start_probe(spec, argv, trace)
+            self.waiter.add(i, self.running[i].proc.pid)
+        if not self.running:
+            return
+        self.waiter.wait(min(timeout, min(r.deadline for r in self.running.values()) - time.perf_counter()))
+        now = time.perf_counter()
+        for i, run in list(self.running.items()):
+            ended = run.proc.poll() is not None
+            if not ended and now < run.deadline:
+                continue
+            del self.running[i]
+            self.waiter.remove(i)
+            if not ended:
+                kill(run.proc)
+                run.proc.wait()
+            try:
+                self.results[i] = result = finish_probe(run, now - run.started, not ended)
+            except BilgeError as exc:
+                self.results[i] = exc
+                continue
+            again = self.then(i, result) if self.then is not None and run.trace_file is None else None
+            if again is not None:
+                self.pending.appendleft((i, (run.spec, run.argv, again)))
+
+    def wait(self) -> list[ProbeRun]:
+        """Step until every run is done; the results in the jobs' order (the first error raised)."""
+        while not self.done:
+            self.step(3600.0)
+        self.waiter.close()
+        for r in self.results:
+            if isinstance(r, BilgeError):
+                raise r
+        return [r for r in self.results if isinstance(r, ProbeRun)]
+
+    def abandon(self) -> None:
+        for run in self.running.values():
+            abandon(run)
+        self.running.clear()
+        self.pending.clear()
+        self.waiter.close()
 
 
 class _Waiter:

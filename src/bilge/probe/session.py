@@ -29,7 +29,7 @@ from bilge.probe.materialise import (
     read_image_file,
     skipped_tree,
 )
-from bilge.probe.runner import ProbeRun, run_probes
+from bilge.probe.runner import Batch, ProbeRun, run_probes
 from bilge.probe.trace import image_paths
 
 if TYPE_CHECKING:
@@ -158,6 +158,7 @@ class Session:
         self.outcome: ProbeOutcome | None = None
         self.materialise_seconds = 0.0
         self.place: Place | None = None
+        self._verifying: tuple[Batch, float] | None = None  # start_verify .. finish_verify
 
     def open(self, *, verify: bool | None = None, progress: Callable[[Layer, int], None] | None = None) -> ReadFS:
         """Read every layer once: the merged filesystem, written to the temporary directory meanwhile
@@ -196,6 +197,9 @@ class Session:
             skipped_tree(w.path) for wants in plan.wants.values() for w in wants.values() if w.kind == "file")
 
     def close(self) -> None:
+        if self._verifying is not None:  # interrupted while verifying: no sandbox outlives the trees
+            self._verifying[0].abandon()
+            self._verifying = None
         for m in (self.slim, self.full):
             if m is not None:
                 m.remove()
@@ -244,6 +248,12 @@ class Session:
 
     def verify(self, keep: Callable[[str, Version], bool]) -> ProbeOutcome:
         """Run the probes again on the filesystem ``keep`` leaves; compare with the original runs."""
+        self.start_verify(keep)
+        return self.finish_verify()
+
+    def start_verify(self, keep: Callable[[str, Version], bool]) -> None:
+        """:meth:`verify` in two halves: this one writes the slim tree and starts the runs; the caller
+        may work meanwhile, calling :meth:`step_verify` now and then, until :meth:`finish_verify`."""
         assert self.full is not None and self.outcome is not None and self.read is not None
         started = time.perf_counter()
         if self.slim is not None:
@@ -256,8 +266,27 @@ class Session:
             # untraced first (strace slows a run down about twice); traced again only to explain a failure
             return None if compare(checks[i].original, run, self.opts.compare)[0] else top / f"trace-{i}"
 
-        runs = run_probes([(spec, check.argv, None) for check in checks], then=again)
-        for check, run in zip(checks, runs, strict=True):
+        self._verifying = (Batch([(spec, check.argv, None) for check in checks], then=again), started)
+        self.step_verify()
+
+    @property
+    def verifying(self) -> bool:
+        return self._verifying is not None
+
+    def step_verify(self) -> None:
+        """Start or finish the verification runs that may be, without waiting."""
+        if self._verifying is not None:
+            self._verifying[0].step(0.0)
+
+    def finish_verify(self) -> ProbeOutcome:
+        assert self._verifying is not None and self.outcome is not None
+        batch, started = self._verifying
+        try:
+            runs = batch.wait()
+        finally:
+            batch.abandon()
+            self._verifying = None
+        for check, run in zip(self.outcome.checks, runs, strict=True):
             check.ok, check.why = compare(check.original, run, self.opts.compare)
             if run.traced:
                 check.missing = sorted(run.trace.not_found() & check.original.trace.found())
