@@ -70,6 +70,7 @@ def main() -> None:
     timed(ses.Session, "trace", "probes under strace (wall, incl. parse)")
     timed(sl, "plan_slim", "plan_slim (keep set + closure)")
     timed(ses.Session, "start_verify", "verify: slim tree, runs started")
+    timed(ses.Session, "close", "remove the trees")
     timed(sl, "kept_by_origin", "kept_by_origin")
     timed(sl, "plan_squash", "plan_squash")
     timed(sl, "write_image", "write archive (verify runs alongside)")
