@@ -58,15 +58,15 @@ def main() -> None:
 
     import importlib
 
-    from bilge.probe import runner as run
     from bilge.probe import session as ses
+    from bilge.probe import trace as tr
 
     sl = importlib.import_module("bilge.rewrite.slim")  # the module: bilge.rewrite.slim is its function
     from bilge.sink import parse_output
     from bilge.source import open_image
 
     timed(ses, "materialise", "materialise (read + write tree)")
-    timed(run, "parse", "  of which strace parse", nested=True)
+    timed(tr.Parser, "feed", "  of which strace parse", nested=True)
     timed(ses.Session, "trace", "probes under strace (wall, incl. parse)")
     timed(sl, "plan_slim", "plan_slim (keep set + closure)")
     timed(ses.Session, "start_verify", "verify: slim tree, runs started")

@@ -3,8 +3,8 @@
 
 Side by side, up to one run per CPU (at most four), from this one thread: each run's stdout and
 stderr go to unnamed temporary files (no pipe to drain), the runs are waited for together with
-``poll`` on their pidfds, each with its own wall-clock limit, and a run's trace is parsed as soon as
-it ends, while the others are still running. The results come back in the probes' order, and the
+``poll`` on their pidfds, each with its own wall-clock limit, and each run's trace is read and
+parsed while it runs (:class:`TraceReader`), so that little is left to parse when it ends. The results come back in the probes' order, and the
 first error in that order is raised, as a run one after the other would have. The memory limit is
 set by util-linux's ``prlimit`` before it executes the sandbox (``preexec_fn``, which Python
 documents as unsafe while other threads run, only where there is no ``prlimit``): ``slim`` writes
@@ -30,9 +30,10 @@ from typing import IO, Any
 
 from bilge.errors import BilgeError
 from bilge.probe import sandbox as sb
-from bilge.probe.trace import STRACE_ARGS, Trace, parse
+from bilge.probe.trace import STRACE_ARGS, Parser, Trace
 
 MAX_WORKERS = 4
+READ_EVERY = 0.05  # seconds between two reads of a running probe's trace
 
 
 @dataclass
@@ -64,10 +65,40 @@ class Started:
     out: IO[bytes]
     err: IO[bytes]
     started: float
+    reader: TraceReader | None = None
 
     @property
     def deadline(self) -> float:
         return self.started + self.spec.timeout
+
+
+class TraceReader:
+    """A trace file read while strace writes it: the whole lines go to a :class:`Parser` as they
+    come (between the runner's waits), the unfinished last one is kept for the next read; so the
+    trace of the longest probe is parsed while it runs, not after."""
+
+    def __init__(self, path: Path, workdir: str) -> None:
+        self.parser = Parser(workdir)
+        self.tail = ""
+        self.fh = open(path, encoding="utf-8", errors="surrogateescape")  # noqa: SIM115 - closed by finish/close
+
+    def drain(self) -> None:
+        data = self.fh.read()
+        if data:
+            lines = (self.tail + data).split("\n")
+            self.tail = lines.pop()
+            self.parser.feed(lines)
+
+    def finish(self) -> Trace:
+        self.drain()
+        if self.tail:
+            self.parser.feed([self.tail])
+            self.tail = ""
+        self.close()
+        return self.parser.trace
+
+    def close(self) -> None:
+        self.fh.close()
 
 
 def _limit(memory: int) -> Callable[[], None]:
@@ -113,7 +144,17 @@ def start_probe(spec: sb.SandboxSpec, argv: Sequence[str], trace_file: Path | No
         out.close()
         err.close()
         raise
-    return Started(spec, tuple(argv), trace_file, proc, out, err, started)
+    reader = None
+    if trace_file is not None:
+        try:
+            reader = TraceReader(trace_file, spec.cwd)
+        except BaseException:
+            kill(proc)
+            proc.wait()
+            out.close()
+            err.close()
+            raise
+    return Started(spec, tuple(argv), trace_file, proc, out, err, started, reader)
 
 
 def finish_probe(run: Started, seconds: float, timed_out: bool) -> ProbeRun:
@@ -123,10 +164,9 @@ def finish_probe(run: Started, seconds: float, timed_out: bool) -> ProbeRun:
         run.err.seek(0)
         out, err = run.out.read(), run.err.read()
     code = run.proc.returncode
-    if run.trace_file is None:
+    if run.trace_file is None or run.reader is None:
         return ProbeRun(run.argv, code, out, err, seconds, timed_out, Trace(), traced=False)
-    with open(run.trace_file, encoding="utf-8", errors="surrogateescape") as fh:
-        trace = parse(fh, run.spec.cwd)
+    trace = run.reader.finish()
     os.unlink(run.trace_file)
     if trace.execs < 2 and not timed_out:
         why = (err.decode("utf-8", "replace").strip().splitlines() or ["no message"])[-1]
@@ -140,6 +180,8 @@ def abandon(run: Started) -> None:
     run.proc.wait()
     run.out.close()
     run.err.close()
+    if run.reader is not None:
+        run.reader.close()
 
 
 def run_probe(spec: sb.SandboxSpec, argv: Sequence[str], trace_file: Path | None) -> ProbeRun:
@@ -200,7 +242,12 @@ class Batch:
             self.waiter.add(i, self.running[i].proc.pid)
         if not self.running:
             return
+        reading = [r.reader for r in self.running.values() if r.reader is not None]
+        if reading:
+            timeout = min(timeout, READ_EVERY)
         self.waiter.wait(min(timeout, min(r.deadline for r in self.running.values()) - time.perf_counter()))
+        for reader in reading:
+            reader.drain()
         now = time.perf_counter()
         for i, run in list(self.running.items()):
             ended = run.proc.poll() is not None

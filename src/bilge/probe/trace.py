@@ -178,72 +178,94 @@ def _path_arg(name: str, args: str) -> tuple[str | None, str | None, bool]:
 
 def parse(lines: Iterable[str], workdir: str = "/") -> Trace:
     """Parse ``strace -f -y`` output (STRACE_ARGS) of ``bwrap ... -- PROBE``."""
-    trace = Trace()
-    pending: dict[str, str] = {}
-    cwd: dict[str, str] = {}
-    execs = 0
-    for raw in lines:
-        line = raw.rstrip("\n")
-        c = _WHOLE.match(line)  # most lines: one match
-        if c is not None and not line.endswith("<unfinished ...>"):
-            pid, name, args, ret = c.groups()
-        else:
-            m = _LINE.match(line)
-            if not m:
+    parser = Parser(workdir)
+    parser.feed(lines)
+    return parser.trace
+
+
+class Parser:
+    """:func:`parse` in steps: :meth:`feed` takes whole lines as they come (the runner reads a trace
+    while its probe still runs), ``trace`` is the result so far."""
+
+    def __init__(self, workdir: str = "/") -> None:
+        self.workdir = workdir
+        self.trace = Trace()
+        self.pending: dict[str, str] = {}  # pid -> the start of an <unfinished ...> call
+        self.cwd: dict[str, str] = {}
+        self.execs = 0
+
+    def feed(self, lines: Iterable[str]) -> None:
+        trace, pending, cwd, workdir = self.trace, self.pending, self.cwd, self.workdir
+        try:
+            self.execs = self._feed(lines, trace, pending, cwd, workdir, self.execs)
+        finally:
+            trace.execs = self.execs = max(self.execs, trace.execs)
+
+    @staticmethod
+    def _feed(lines: Iterable[str], trace: Trace, pending: dict[str, str], cwd: dict[str, str], workdir: str,
+              execs: int) -> int:
+        for raw in lines:
+            line = raw.rstrip("\n")
+            c = _WHOLE.match(line)  # most lines: one match
+            if c is not None and not line.endswith("<unfinished ...>"):
+                pid, name, args, ret = c.groups()
+            else:
+                m = _LINE.match(line)
+                if not m:
+                    continue
+                pid, text = m.groups()
+                if text.endswith("<unfinished ...>"):
+                    pending[pid] = text[: -len("<unfinished ...>")].rstrip()
+                    continue
+                r = _RESUMED.match(text)
+                if r:
+                    text = pending.pop(pid, r.group(1) + "(") + r.group(2)
+                c = _CALL.match(text)
+                if not c:
+                    continue
+                name, args, ret = c.groups()
+            if name in ("execve", "execveat"):
+                execs += 1
+                trace.execs = execs
+                if execs == 1:
+                    continue  # bwrap itself
+            if execs < 2:
+                continue  # bwrap setting up, with host paths
+            ok = not ret.startswith("-1") and not ret.startswith("?")
+            if name in ("execve", "execveat") and ret.startswith("?"):
+                ok = True  # the process was replaced (a multithreaded exec); strace shows "= ?"
+            error = ret.split()[1] if ret.startswith("-1") and len(ret.split()) > 1 else ""
+            if name in _FORKS and ok:
+                child = ret.split("<")[0].strip()
+                if child.isdigit():
+                    cwd[child] = cwd.get(pid, workdir)
                 continue
-            pid, text = m.groups()
-            if text.endswith("<unfinished ...>"):
-                pending[pid] = text[: -len("<unfinished ...>")].rstrip()
+            if name == "fchdir":
+                parts = split_args(args)
+                if ok and parts:
+                    d = _fd_path(parts[0])
+                    if d:
+                        cwd[pid] = d
                 continue
-            r = _RESUMED.match(text)
-            if r:
-                text = pending.pop(pid, r.group(1) + "(") + r.group(2)
-            c = _CALL.match(text)
-            if not c:
-                continue
-            name, args, ret = c.groups()
-        if name in ("execve", "execveat"):
-            execs += 1
-            trace.execs = execs
-            if execs == 1:
-                continue  # bwrap itself
-        if execs < 2:
-            continue  # bwrap setting up, with host paths
-        ok = not ret.startswith("-1") and not ret.startswith("?")
-        if name in ("execve", "execveat") and ret.startswith("?"):
-            ok = True  # the process was replaced (a multithreaded exec); strace shows "= ?"
-        error = ret.split()[1] if ret.startswith("-1") and len(ret.split()) > 1 else ""
-        if name in _FORKS and ok:
-            child = ret.split("<")[0].strip()
-            if child.isdigit():
-                cwd[child] = cwd.get(pid, workdir)
-            continue
-        if name == "fchdir":
-            parts = split_args(args)
-            if ok and parts:
-                d = _fd_path(parts[0])
-                if d:
+            path, d, at_cwd = _path_arg(name, args)
+            base = cwd.get(pid, workdir)
+            if d is not None:
+                if at_cwd:
                     cwd[pid] = d
-            continue
-        path, d, at_cwd = _path_arg(name, args)
-        base = cwd.get(pid, workdir)
-        if d is not None:
-            if at_cwd:
-                cwd[pid] = d
-            base = d
-        if not path:
-            continue
-        full = path if path.startswith("/") else posixpath.join(base, path)
-        if name == "chdir" and ok:
-            cwd[pid] = posixpath.normpath(full)
-        trace.accesses.append(Access(full, name, ok, error))
-        if ok and name in ("execve", "execveat"):
-            trace.executed.append(full)
-        if ok and name in ("open", "openat", "openat2", "creat"):
-            real = _fd_path(ret.strip())
-            if real and real.startswith("/"):
-                trace.opened.append(real)
-    return trace
+                base = d
+            if not path:
+                continue
+            full = path if path.startswith("/") else posixpath.join(base, path)
+            if name == "chdir" and ok:
+                cwd[pid] = posixpath.normpath(full)
+            trace.accesses.append(Access(full, name, ok, error))
+            if ok and name in ("execve", "execveat"):
+                trace.executed.append(full)
+            if ok and name in ("open", "openat", "openat2", "creat"):
+                real = _fd_path(ret.strip())
+                if real and real.startswith("/"):
+                    trace.opened.append(real)
+        return execs
 
 
 def image_paths(paths: Iterable[str]) -> list[str]:
