@@ -468,3 +468,58 @@ def test_hostile_image_nothing_escapes_and_setuid_is_not_honoured(base_layer, tm
     assert sorted(p.name for p in host.iterdir()) == ["target.txt"]  # the host directory is untouched
     assert not (tmp_path / "escaped-dotdot").exists() and not Path("/escaped-dotdot").exists()
     assert list(work.iterdir()) == []
+
+
+def test_probes_run_side_by_side_each_with_its_own_limit_results_in_order(base_layer, tmp_path, work):
+    """bilge.probe.runner: two runs at once, the results in the probes' order, a run past its limit
+    killed (and only it) while the others finish with their output; a traced run has its trace."""
+    import dataclasses
+
+    from bilge.probe.runner import run_probes
+    from bilge.probe.session import sandbox_spec
+
+    ref = image_of(tmp_path / "base.tar", [base_layer])
+    session, _ = trace(ref, ["true"], work)
+    try:
+        spec = sandbox_spec(session.full.rootfs, session.read, session.src.image, session.opts)
+        spec = dataclasses.replace(spec, timeout=4.0)
+        started = time.monotonic()
+        runs = run_probes([(spec, ("sh", "-c", "sleep 2; echo first"), None),
+                           (spec, ("sleep", "43.75"), None),
+                           (spec, ("echo", "third"), session.full.top / "trace-side")], workers=2)
+        took = time.monotonic() - started
+        assert [r.stdout for r in runs] == [b"first\n", b"", b"third\n"]
+        assert [r.timed_out for r in runs] == [False, True, False]
+        assert [r.exit_code == 0 for r in runs] == [True, False, True]
+        assert runs[1].seconds >= 4.0
+        assert took < runs[0].seconds + runs[1].seconds  # one after the other would take their sum
+        assert not runs[0].traced and runs[2].traced
+        assert any(p.endswith("/echo") for p in runs[2].trace.executed)
+        time.sleep(0.5)
+        assert _sleepers("43.75") == []  # the run past its limit was killed, sandbox and all
+    finally:
+        session.close()
+
+
+@pytest.mark.parametrize("transport", ["docker-archive", "oci"])
+def test_archive_written_while_verifying_is_given_up_when_the_slim_run_differs(base_layer, tmp_path, work,
+                                                                                 transport):
+    """An archive or layout output is written while the verification runs go on: when the slim run's
+    output differs (a probe printing a fresh random UUID each time), no image is written, nothing is
+    staged beside the target, and the report says why; a probe compared by exit code passes."""
+    ref = image_of(tmp_path / "base.tar", [base_layer])
+    out = tmp_path / "out" / "slim"
+    out.parent.mkdir()
+    target = f"{transport}:{out}" + (":bilge-it-probe-differs:test" if transport == "docker-archive" else "")
+    uuid = "cat /proc/sys/kernel/random/uuid"
+    with open_image(ref) as src:
+        res, _ = slim(src, target, [], probe=ProbeOptions(parse_probes([uuid, "true"]), tmpdir=str(work)))
+    probe = res.details["probe"]
+    assert res.output is None and not probe["ok"] and probe["verified"]
+    assert [c["ok"] for c in probe["probes"]] == [False, True]
+    assert probe["probes"][0]["why"] == "stdout differs from the original's"
+    assert list(out.parent.iterdir()) == [] and list(work.iterdir()) == []
+    with open_image(ref) as src:
+        res, _ = slim(src, target, [], probe=ProbeOptions(parse_probes([uuid]), compare="exit", tmpdir=str(work)))
+    assert res.details["probe"]["ok"] and res.output is not None and out.exists()
+    assert list(work.iterdir()) == []

@@ -151,13 +151,16 @@ class Writer:
         are valid only if the source's mtime is the one they recorded: without it every module
         would be compiled again on each run of a probe, and the tree is read-only)."""
         pfd, name = self._parent(path)
-        self._clear(pfd, name, path)
-        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=pfd)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            fd = os.open(name, flags, 0o600, dir_fd=pfd)
+        except FileExistsError:  # a lower layer's entry (most paths are new: no unlink first)
+            self._clear(pfd, name, path)
+            fd = os.open(name, flags, 0o600, dir_fd=pfd)
         n = 0
         try:
             if body is not None:
-                read = body.read
-                while chunk := read(1 << 20):
+                for chunk in _pieces(body):
                     os.write(fd, chunk)
                     n += len(chunk)
             os.fchmod(fd, _mode(mode))
@@ -170,16 +173,22 @@ class Writer:
 
     def symlink(self, path: str, target: str) -> None:
         pfd, name = self._parent(path)
-        self._clear(pfd, name, path)
-        os.symlink(target, name, dir_fd=pfd)
+        try:
+            os.symlink(target, name, dir_fd=pfd)
+        except FileExistsError:
+            self._clear(pfd, name, path)
+            os.symlink(target, name, dir_fd=pfd)
 
     def link(self, path: str, anchor: str, src: Writer | None = None) -> None:
         """A hardlink at ``path`` to ``anchor`` (in ``src``'s tree, default this one)."""
         src = src or self
         spfd, sname = src._parent(anchor)
         pfd, name = self._parent(path)
-        self._clear(pfd, name, path)
-        os.link(sname, name, src_dir_fd=spfd, dst_dir_fd=pfd, follow_symlinks=False)
+        try:
+            os.link(sname, name, src_dir_fd=spfd, dst_dir_fd=pfd, follow_symlinks=False)
+        except FileExistsError:
+            self._clear(pfd, name, path)
+            os.link(sname, name, src_dir_fd=spfd, dst_dir_fd=pfd, follow_symlinks=False)
 
     def ensure_mount_points(self) -> None:
         """Make /proc, /dev, /sys, /tmp, /var/tmp and /run directories where the sandbox mounts its own
@@ -194,6 +203,17 @@ class Writer:
                 self.mkdir(path, 0o1777 if parts[-1] == "tmp" else 0o755)
             except OSError:
                 continue
+
+
+def _pieces(body: object) -> Iterator[bytes]:
+    """A body's bytes in pieces: from a file object (``read``), or an iterable of bytes (what
+    :meth:`bilge.layers.Entry.chunks` yields: straight from the layer stream, nothing copied aside)."""
+    read = getattr(body, "read", None)
+    if read is None:
+        yield from body  # type: ignore[attr-defined]
+        return
+    while chunk := read(1 << 20):
+        yield chunk
 
 
 def skipped_tree(path: str) -> bool:
@@ -234,7 +254,8 @@ class Materialiser:
         if v.kind == "hardlink" and v.body is None:
             self.out.skipped.append(f"/{v.path}: hardlink to /{v.linkname}, which is not a file in the image")
             return
-        body = entry.fileobj if v.kind == "file" else None
+        # the body read once, by this writer only (nothing else reads it during slim --probe's read)
+        body = entry.chunks() if v.kind == "file" else None
         try:
             _write(self.writer, self.out, v.path, v.kind, v.mode, linkname, body, v.mtime)
         except OSError as exc:
@@ -242,7 +263,7 @@ class Materialiser:
                 raise
             self._parents(fs, v.path)  # a lower layer left a non-directory on the way: replace it
             _write(self.writer, self.out, v.path, v.kind, v.mode, linkname,
-                   entry.fileobj if v.kind == "file" else None, v.mtime)
+                   entry.chunks() if v.kind == "file" else None, v.mtime)
 
     def _parents(self, fs: MergedFS, path: str) -> None:
         parts = _parts(path)

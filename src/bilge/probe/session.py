@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
-import resource
 import shlex
-import signal
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -32,7 +29,8 @@ from bilge.probe.materialise import (
     read_image_file,
     skipped_tree,
 )
-from bilge.probe.trace import STRACE_ARGS, Trace, image_paths, parse
+from bilge.probe.runner import Batch, ProbeRun, run_probes
+from bilge.probe.trace import image_paths
 
 if TYPE_CHECKING:
     from bilge.fs import Version
@@ -52,24 +50,6 @@ class ProbeOptions:
     memory: int = 4 << 30
     compare: str = "output"  # or "exit"
     tmpdir: str | None = None
-
-
-@dataclass
-class ProbeRun:
-    argv: tuple[str, ...]
-    exit_code: int
-    stdout: bytes
-    stderr: bytes
-    seconds: float
-    timed_out: bool
-    trace: Trace
-    traced: bool = True
-
-    def summary(self) -> dict[str, Any]:
-        return {"exit_code": self.exit_code, "seconds": round(self.seconds, 3), "timed_out": self.timed_out,
-                "stdout_bytes": len(self.stdout), "traced": self.traced,
-                "paths_found": len(self.trace.found()) if self.traced else None,
-                "paths_not_found": len(self.trace.not_found()) if self.traced else None}
 
 
 @dataclass
@@ -93,7 +73,7 @@ class ProbeOutcome:
     found: list[str]  # image paths (relative) the probes found
     not_found: list[str]  # looked up and missing (ENOENT): the symlinks on their way are kept
     programs: list[str]  # executed programs and opened files (absolute): roots of the ELF closure
-    probe_seconds: float  # the probes' own time on the original filesystem
+    probe_seconds: float  # the probes' wall time on the original filesystem (side by side, traces parsed)
     materialise_seconds: float = 0.0
     verify_seconds: float = 0.0
     verified: bool = False
@@ -148,61 +128,6 @@ def interpreter_entrypoint(config: dict[str, Any]) -> str | None:
     return None
 
 
-def _limit(memory: int) -> Callable[[], None]:
-    def apply() -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-    return apply
-
-
-def run_probe(spec: sb.SandboxSpec, argv: Sequence[str], trace_file: Path | None) -> ProbeRun:
-    """Run one probe in the sandbox, under strace unless ``trace_file`` is None; its output, exit
-    code and trace (empty without strace)."""
-    drop = sb.host_user()
-    cmd = sb.bwrap_argv(spec, argv)
-    if trace_file is not None:
-        fd = os.open(trace_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-        try:
-            if drop is not None:
-                os.fchown(fd, *drop)
-        finally:
-            os.close(fd)
-        cmd = [sb.find_tool("strace"), *STRACE_ARGS, "-o", str(trace_file), *cmd]
-    kwargs: dict[str, Any] = {}
-    if drop is not None:
-        kwargs.update(user=drop[0], group=drop[1], extra_groups=[])
-    started = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True, preexec_fn=_limit(spec.memory), cwd="/", **kwargs)
-    timed_out = False
-    try:
-        out, err = proc.communicate(timeout=spec.timeout)
-    except subprocess.TimeoutExpired:
-        timed_out = True
-        _kill(proc)
-        out, err = proc.communicate()
-    except BaseException:
-        _kill(proc)
-        proc.wait()
-        raise
-    seconds = time.perf_counter() - started
-    if trace_file is None:
-        return ProbeRun(tuple(argv), proc.returncode, out, err, seconds, timed_out, Trace(), traced=False)
-    with open(trace_file, encoding="utf-8", errors="surrogateescape") as fh:
-        trace = parse(fh, spec.cwd)
-    os.unlink(trace_file)
-    if trace.execs < 2 and not timed_out:
-        why = (err.decode("utf-8", "replace").strip().splitlines() or ["no message"])[-1]
-        raise BilgeError(f"probe {shlex.join(argv)!r}: the sandbox did not start ({why})")
-    return ProbeRun(tuple(argv), proc.returncode, out, err, seconds, timed_out, trace)
-
-
-def _kill(proc: subprocess.Popen[bytes]) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        proc.kill()
-
-
 def sandbox_spec(rootfs: Path, read: ReadFS, image: Image, opts: ProbeOptions) -> sb.SandboxSpec:
     config = image.container_config
     fs = read.fs
@@ -233,6 +158,7 @@ class Session:
         self.outcome: ProbeOutcome | None = None
         self.materialise_seconds = 0.0
         self.place: Place | None = None
+        self._verifying: tuple[Batch, float] | None = None  # start_verify .. finish_verify
 
     def open(self, *, verify: bool | None = None, progress: Callable[[Layer, int], None] | None = None) -> ReadFS:
         """Read every layer once: the merged filesystem, written to the temporary directory meanwhile
@@ -271,6 +197,9 @@ class Session:
             skipped_tree(w.path) for wants in plan.wants.values() for w in wants.values() if w.kind == "file")
 
     def close(self) -> None:
+        if self._verifying is not None:  # interrupted while verifying: no sandbox outlives the trees
+            self._verifying[0].abandon()
+            self._verifying = None
         for m in (self.slim, self.full):
             if m is not None:
                 m.remove()
@@ -300,10 +229,11 @@ class Session:
         found: set[str] = set()
         missing: set[str] = set()
         programs: list[str] = []
-        seconds = 0.0
-        for i, argv in enumerate(self.opts.probes):
-            run = run_probe(spec, argv, self.full.top / f"trace-{i}")
-            seconds += run.seconds
+        started = time.perf_counter()
+        top = self.full.top
+        runs = run_probes([(spec, argv, top / f"trace-{i}") for i, argv in enumerate(self.opts.probes)])
+        seconds = time.perf_counter() - started  # side by side (bilge.probe.runner), traces parsed
+        for argv, run in zip(self.opts.probes, runs, strict=True):
             if run.timed_out:
                 raise BilgeError(f"probe {shlex.join(argv)!r} ran past --probe-timeout {self.opts.timeout:g}s "
                                  "in the original image; its trace would be incomplete")
@@ -318,21 +248,48 @@ class Session:
 
     def verify(self, keep: Callable[[str, Version], bool]) -> ProbeOutcome:
         """Run the probes again on the filesystem ``keep`` leaves; compare with the original runs."""
+        self.start_verify(keep)
+        return self.finish_verify()
+
+    def start_verify(self, keep: Callable[[str, Version], bool]) -> None:
+        """:meth:`verify` in two halves: this one writes the slim tree and starts the runs; the caller
+        may work meanwhile, calling :meth:`step_verify` now and then, until :meth:`finish_verify`."""
         assert self.full is not None and self.outcome is not None and self.read is not None
         started = time.perf_counter()
         if self.slim is not None:
             self.slim.remove()
         self.slim = link_tree(self.full, self.read, keep, parent=self.full.top.parent)
         spec = sandbox_spec(self.slim.rootfs, self.read, self.src.image, self.opts)
-        for i, check in enumerate(self.outcome.checks):
+        checks, top = self.outcome.checks, self.slim.top
+
+        def again(i: int, run: ProbeRun) -> Path | None:
             # untraced first (strace slows a run down about twice); traced again only to explain a failure
-            run = run_probe(spec, check.argv, None)
+            return None if compare(checks[i].original, run, self.opts.compare)[0] else top / f"trace-{i}"
+
+        self._verifying = (Batch([(spec, check.argv, None) for check in checks], then=again), started)
+        self.step_verify()
+
+    @property
+    def verifying(self) -> bool:
+        return self._verifying is not None
+
+    def step_verify(self) -> None:
+        """Start or finish the verification runs that may be, without waiting."""
+        if self._verifying is not None:
+            self._verifying[0].step(0.0)
+
+    def finish_verify(self) -> ProbeOutcome:
+        assert self._verifying is not None and self.outcome is not None
+        batch, started = self._verifying
+        try:
+            runs = batch.wait()
+        finally:
+            batch.abandon()
+            self._verifying = None
+        for check, run in zip(self.outcome.checks, runs, strict=True):
             check.ok, check.why = compare(check.original, run, self.opts.compare)
-            if not check.ok:
-                run = run_probe(spec, check.argv, self.slim.top / f"trace-{i}")
-                check.ok, check.why = compare(check.original, run, self.opts.compare)
-                lost = run.trace.not_found() & check.original.trace.found()
-                check.missing = sorted(lost)
+            if run.traced:
+                check.missing = sorted(run.trace.not_found() & check.original.trace.found())
             check.slim = run
         self.outcome.verified = True
         self.outcome.verify_seconds = time.perf_counter() - started

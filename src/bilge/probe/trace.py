@@ -25,6 +25,7 @@ STRACE_ARGS = ("-f", "-qq", "--seccomp-bpf", "-y", "-s", "4096", "-e", "trace=%f
 
 _LINE = re.compile(r"^(\d+)\s+(.*)$")
 _CALL = re.compile(r"^(\w+)\((.*)\)\s+=\s+(.*)$", re.S)
+_WHOLE = re.compile(r"^(\d+)\s+(\w+)\((.*)\)\s+=\s+(.*)$", re.S)  # _LINE and _CALL in one
 _RESUMED = re.compile(r"^<\.\.\. (\w+) resumed>(.*)$", re.S)
 _FD = re.compile(r"^(?:AT_FDCWD|-?\d+)(?:<(.*)>)?$", re.S)
 # calls whose path argument is a link's *contents*, not a path looked up: take the other one
@@ -146,75 +147,125 @@ def _fd_path(arg: str) -> str | None:
     return None
 
 
+# the common shape, taken by one match: [fd[<dir>], ]"path"[...] then the other arguments
+_HEAD = re.compile(r'(?:(AT_FDCWD|-?\d+)(?:<([^>]*)>)?, )?"((?:[^"\\]|\\.)*)"(?:\.\.\.)?(?:,|$)', re.S)
+
+
+def _path_arg(name: str, args: str) -> tuple[str | None, str | None, bool]:
+    """The path a call looks up (its first string argument, or the one at _SECOND), the directory
+    it is relative to when the call names one by fd (``dirfd<path>``), and whether that fd is
+    AT_FDCWD (the process's working directory)."""
+    index = _SECOND.get(name, 0)
+    if index == 0:
+        m = _HEAD.match(args)
+        if m is not None:
+            fd, d, text = m.groups()
+            path = unescape(text)
+            if fd is None:
+                return path, None, False
+            return path, None if d is None else unescape(d), fd == "AT_FDCWD"
+    parts = split_args(args)
+    path = d = None
+    at_cwd = False
+    if len(parts) > index:
+        path = _string(parts[index])
+        if path is None and len(parts) > index + 1:
+            d = _fd_path(parts[index])
+            path = _string(parts[index + 1])
+            at_cwd = parts[index].startswith("AT_FDCWD")
+    return path, d, at_cwd
+
+
 def parse(lines: Iterable[str], workdir: str = "/") -> Trace:
     """Parse ``strace -f -y`` output (STRACE_ARGS) of ``bwrap ... -- PROBE``."""
-    trace = Trace()
-    pending: dict[str, str] = {}
-    cwd: dict[str, str] = {}
-    execs = 0
-    for raw in lines:
-        m = _LINE.match(raw.rstrip("\n"))
-        if not m:
-            continue
-        pid, text = m.groups()
-        if text.endswith("<unfinished ...>"):
-            pending[pid] = text[: -len("<unfinished ...>")].rstrip()
-            continue
-        r = _RESUMED.match(text)
-        if r:
-            text = pending.pop(pid, r.group(1) + "(") + r.group(2)
-        c = _CALL.match(text)
-        if not c:
-            continue
-        name, args, ret = c.groups()
-        if name in ("execve", "execveat"):
-            execs += 1
-            trace.execs = execs
-            if execs == 1:
-                continue  # bwrap itself
-        if execs < 2:
-            continue  # bwrap setting up, with host paths
-        ok = not ret.startswith("-1") and not ret.startswith("?")
-        if name in ("execve", "execveat") and ret.startswith("?"):
-            ok = True  # the process was replaced (a multithreaded exec); strace shows "= ?"
-        error = ret.split()[1] if ret.startswith("-1") and len(ret.split()) > 1 else ""
-        if name in _FORKS and ok:
-            child = ret.split("<")[0].strip()
-            if child.isdigit():
-                cwd[child] = cwd.get(pid, workdir)
-            continue
-        parts = split_args(args)
-        if name == "fchdir":
-            if ok and parts:
-                d = _fd_path(parts[0])
-                if d:
-                    cwd[pid] = d
-            continue
-        index = _SECOND.get(name, 0)
-        base = cwd.get(pid, workdir)
-        path = None
-        if len(parts) > index:
-            path = _string(parts[index])
-            if path is None and len(parts) > index + 1:
-                d = _fd_path(parts[index])
-                path = _string(parts[index + 1])
-                if d is not None:
-                    if parts[index].startswith("AT_FDCWD"):
+    parser = Parser(workdir)
+    parser.feed(lines)
+    return parser.trace
+
+
+class Parser:
+    """:func:`parse` in steps: :meth:`feed` takes whole lines as they come (the runner reads a trace
+    while its probe still runs), ``trace`` is the result so far."""
+
+    def __init__(self, workdir: str = "/") -> None:
+        self.workdir = workdir
+        self.trace = Trace()
+        self.pending: dict[str, str] = {}  # pid -> the start of an <unfinished ...> call
+        self.cwd: dict[str, str] = {}
+        self.execs = 0
+
+    def feed(self, lines: Iterable[str]) -> None:
+        trace, pending, cwd, workdir = self.trace, self.pending, self.cwd, self.workdir
+        try:
+            self.execs = self._feed(lines, trace, pending, cwd, workdir, self.execs)
+        finally:
+            trace.execs = self.execs = max(self.execs, trace.execs)
+
+    @staticmethod
+    def _feed(lines: Iterable[str], trace: Trace, pending: dict[str, str], cwd: dict[str, str], workdir: str,
+              execs: int) -> int:
+        for raw in lines:
+            line = raw.rstrip("\n")
+            c = _WHOLE.match(line)  # most lines: one match
+            if c is not None and not line.endswith("<unfinished ...>"):
+                pid, name, args, ret = c.groups()
+            else:
+                m = _LINE.match(line)
+                if not m:
+                    continue
+                pid, text = m.groups()
+                if text.endswith("<unfinished ...>"):
+                    pending[pid] = text[: -len("<unfinished ...>")].rstrip()
+                    continue
+                r = _RESUMED.match(text)
+                if r:
+                    text = pending.pop(pid, r.group(1) + "(") + r.group(2)
+                c = _CALL.match(text)
+                if not c:
+                    continue
+                name, args, ret = c.groups()
+            if name in ("execve", "execveat"):
+                execs += 1
+                trace.execs = execs
+                if execs == 1:
+                    continue  # bwrap itself
+            if execs < 2:
+                continue  # bwrap setting up, with host paths
+            ok = not ret.startswith("-1") and not ret.startswith("?")
+            if name in ("execve", "execveat") and ret.startswith("?"):
+                ok = True  # the process was replaced (a multithreaded exec); strace shows "= ?"
+            error = ret.split()[1] if ret.startswith("-1") and len(ret.split()) > 1 else ""
+            if name in _FORKS and ok:
+                child = ret.split("<")[0].strip()
+                if child.isdigit():
+                    cwd[child] = cwd.get(pid, workdir)
+                continue
+            if name == "fchdir":
+                parts = split_args(args)
+                if ok and parts:
+                    d = _fd_path(parts[0])
+                    if d:
                         cwd[pid] = d
-                    base = d
-        if not path:
-            continue
-        full = path if path.startswith("/") else posixpath.join(base, path)
-        if name == "chdir" and ok:
-            cwd[pid] = posixpath.normpath(full)
-        trace.accesses.append(Access(full, name, ok, error))
-        if ok and name in ("execve", "execveat"):
-            trace.executed.append(full)
-        if ok and name in ("open", "openat", "openat2", "creat"):
-            real = _fd_path(ret.strip())
-            if real and real.startswith("/"):
-                trace.opened.append(real)
-    return trace
+                continue
+            path, d, at_cwd = _path_arg(name, args)
+            base = cwd.get(pid, workdir)
+            if d is not None:
+                if at_cwd:
+                    cwd[pid] = d
+                base = d
+            if not path:
+                continue
+            full = path if path.startswith("/") else posixpath.join(base, path)
+            if name == "chdir" and ok:
+                cwd[pid] = posixpath.normpath(full)
+            trace.accesses.append(Access(full, name, ok, error))
+            if ok and name in ("execve", "execveat"):
+                trace.executed.append(full)
+            if ok and name in ("open", "openat", "openat2", "creat"):
+                real = _fd_path(ret.strip())
+                if real and real.startswith("/"):
+                    trace.opened.append(real)
+        return execs
 
 
 def image_paths(paths: Iterable[str]) -> list[str]:

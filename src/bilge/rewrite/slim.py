@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import posixpath
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -41,11 +41,14 @@ class KeepSet:
     trees: set[str] = field(default_factory=set)
     reasons: dict[str, str] = field(default_factory=dict)
     parents: set[str] = field(default_factory=set)
+    _under: dict[str, bool] = field(default_factory=dict, repr=False, compare=False)  # dir -> in a tree
 
     def add(self, path: str, reason: str, tree: bool = False) -> None:
         path = path.strip("/")
         if not path:
             return
+        if tree:
+            self._under.clear()
         (self.trees if tree else self.exact).add(path)
         self.reasons.setdefault(path, reason)
         parent = posixpath.dirname(path)
@@ -56,12 +59,15 @@ class KeepSet:
     def __call__(self, path: str, v: Version | None = None) -> bool:
         if path in self.exact or path in self.parents or path in self.trees:
             return True
-        parent = posixpath.dirname(path)
-        while parent:
-            if parent in self.trees:
-                return True
-            parent = posixpath.dirname(parent)
-        return False
+        return self._in_tree(path.rpartition("/")[0])
+
+    def _in_tree(self, d: str) -> bool:
+        """Whether the directory ``d`` or one above it is a kept tree (remembered per directory:
+        a slim asks for every path of the image, several times)."""
+        known = self._under.get(d)
+        if known is None:
+            known = self._under[d] = bool(d) and (d in self.trees or self._in_tree(d.rpartition("/")[0]))
+        return known
 
 
 def keep_chain(fs: MergedFS, keep: KeepSet, path: str, reason: str, *, tree: bool = False) -> str | None:
@@ -241,11 +247,39 @@ def slim(src: ImageSource, output: str | OutputSpec | None, keep_paths: Sequence
         has_entry = bool(config.get("Entrypoint") or config.get("Cmd"))
         splan = plan_slim(read, image, keep_paths, entrypoint=entrypoint or has_entry, view=session.view(),
                           traced=outcome.found, traced_missing=outcome.not_found, programs=outcome.programs)
-        session.verify(splan.keep)
+        # a staged output (an archive or a layout: renamed into place only once whole) is written
+        # while the verification runs go on, and given up if they fail; any other after them
+        overlap = not dry_run and output is not None and _staged(output)
+        if overlap:
+            session.start_verify(splan.keep)
+        else:
+            session.verify(splan.keep)
         return _slim_planned(src, read, output, keep_paths, entrypoint=entrypoint, splan=splan,
-                             compression=compression, clamp=clamp, dry_run=dry_run or not outcome.ok,
+                             compression=compression, clamp=clamp, dry_run=dry_run or not overlap and not outcome.ok,
                              command=command, outcome=outcome, keep_secrets=keep_secrets, ruleset=ruleset,
                              ignores=ignores, session=session)
+
+
+def _staged(output: str | OutputSpec) -> bool:
+    from bilge.sink import parse_output
+
+    spec = parse_output(output) if isinstance(output, str) else output
+    return spec.transport in ("docker-archive", "oci-archive", "oci")
+
+
+class _NotVerified(Exception):
+    """The slimmed filesystem failed the probes while its archive was being written."""
+
+
+def _verified(session: Any, members: Iterator[tuple[Any, Any]]) -> Iterator[tuple[Any, Any]]:
+    """``members``, advancing the verification runs meanwhile; once the last is out, wait for them
+    and stop the write (:class:`_NotVerified`: the sink removes what it staged) if they failed."""
+    for i, item in enumerate(members):
+        if i % 32 == 0:
+            session.step_verify()
+        yield item
+    if not session.finish_verify().ok:
+        raise _NotVerified
 
 
 class _Without(KeepSet):
@@ -328,6 +362,16 @@ def _slim_planned(src: ImageSource, read: ReadFS, output: str | OutputSpec | Non
 
         # the bodies from the materialised tree: no third read of the layers
         members = tree_members(read, plan, session.full.rootfs, counts, session.writer.extras, clamp=clamp)
-    result = write_image(output, config, [NewLayer(members)], compression=compression, clamp=clamp)
+    if session is not None and session.verifying:
+        members = _verified(session, members)
+        try:
+            result = write_image(output, config, [NewLayer(members)], compression=compression, clamp=clamp)
+        except _NotVerified:
+            return RewriteResult("slim", image.reference, None, len(image.layers), image.compressed_bytes, 0,
+                                 SquashCounts(), details), splan
+        finally:
+            details["probe"] = outcome.to_json()  # verified now (or not: no image written)
+    else:
+        result = write_image(output, config, [NewLayer(members)], compression=compression, clamp=clamp)
     return RewriteResult("slim", image.reference, result, len(image.layers), image.compressed_bytes,
                          result.layer_bytes, counts, details), splan
