@@ -161,6 +161,18 @@ class ForwardStream(RawReader):
         self._pos += len(data)
         return data
 
+    def block_at(self, pos: int) -> bytes:
+        """Seek to ``pos`` and read one 512-byte tar header (fewer if the stream ends): one call per
+        member for ``bilge.tarstream.iter_members``."""
+        off = self._off + pos - self._pos
+        if self._off <= off and off + 512 <= len(self._buf):
+            self._off = off + 512
+            self._pos = pos + 512
+            return self._buf[off:off + 512]
+        if pos != self._pos:
+            self.seek(pos)
+        return self.read(512)
+
     def seek(self, pos: int, whence: int = io.SEEK_SET) -> int:
         if whence == io.SEEK_CUR:
             pos += self._pos
