@@ -14,10 +14,10 @@ from __future__ import annotations
 import math
 import posixpath
 import struct
-from zlib import adler32 as _adler32
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
+from zlib import adler32 as _adler32
 
 BLOCK = 512
 _HEADER = struct.Struct("100s8s8s8s12s12s8s1s100s6s2s32s32s8s8s155s12x")
