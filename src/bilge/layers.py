@@ -206,19 +206,24 @@ FULL_CACHE_LIMIT = 64 << 20  # bodies up to this size can be read by any number 
 HEAD_CACHE = 1 << 20  # of larger bodies, the first MiB stays readable for everyone
 
 
+WHOLE_BODY = 1 << 20  # bodies up to this size are read in one piece on first use
+
+
 class _Body:
     """The body of the current tar entry, filled lazily and shared by every reader of the entry.
 
     Bodies up to FULL_CACHE_LIMIT stay whole in memory while the entry is current, so any number of
     visitors can read them. Of a larger body only the first HEAD_CACHE bytes stay; past that, readers
-    must go forward (one streaming consumer, e.g. a rewrite copying the file).
+    must go forward (one streaming consumer, e.g. a rewrite copying the file). A body up to
+    WHOLE_BODY is read in one piece on first use and handed out without copying when a reader asks
+    for all of it.
     """
 
     def __init__(self, source: BinaryIO, size: int) -> None:
         self._src = source
         self.size = size
         self._small = size <= FULL_CACHE_LIMIT
-        self._head = bytearray()
+        self._head: bytes | bytearray = b""
         self._win = bytearray()
         self._win_start = 0
         self._consumed = 0
@@ -227,30 +232,51 @@ class _Body:
         end = self.size if n is None or n < 0 else min(self.size, pos + n)
         if pos >= end:
             return b""
+        if not self._consumed and self._small and self.size <= WHOLE_BODY:
+            self._whole()
+        head = self._head
+        if end <= len(head):
+            if pos == 0 and end == len(head) and type(head) is bytes:
+                return head
+            return bytes(head[pos:end])
         self._fill(end, pos)
-        if end <= len(self._head):
-            return bytes(self._head[pos:end])
+        head = self._head
+        if end <= len(head):
+            return bytes(head[pos:end])
         out = b""
-        if pos < len(self._head):
-            out = bytes(self._head[pos:])
-            pos = len(self._head)
+        if pos < len(head):
+            out = bytes(head[pos:])
+            pos = len(head)
         if pos < self._win_start:
             raise RuntimeError("a large file body was already streamed past this point by another reader")
         return out + bytes(self._win[pos - self._win_start:end - self._win_start])
+
+    def _whole(self) -> None:
+        data = self._src.read(self.size)
+        while len(data) < self.size:
+            more = self._src.read(self.size - len(data))
+            if not more:
+                raise ImageFormatError("unexpected end of layer inside a file body (truncated layer?)")
+            data += more
+        self._head = data
+        self._consumed = self.size
 
     def _fill(self, end: int, pos: int) -> None:
         if not self._small and self._win and pos > self._win_start:
             drop = min(pos, self._consumed) - self._win_start
             del self._win[:drop]
             self._win_start += drop
+        if type(self._head) is bytes:
+            self._head = bytearray(self._head)
+        head = self._head
         while self._consumed < end:
             chunk = self._src.read(min(max(end - self._consumed, 1 << 16), CHUNK))
             if not chunk:
                 raise ImageFormatError("unexpected end of layer inside a file body (truncated layer?)")
             self._consumed += len(chunk)
-            room = (self.size if self._small else HEAD_CACHE) - len(self._head)
+            room = (self.size if self._small else HEAD_CACHE) - len(head)
             if room > 0:
-                self._head += chunk[:room]
+                head += chunk[:room]
                 chunk = chunk[room:]
             if chunk:
                 if not self._win:
@@ -290,7 +316,7 @@ def normalize(name: str) -> tuple[str, str | None]:
     return "/".join(parts), problem
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Entry:
     """One tar entry of a layer. The body is readable only until the next entry is requested."""
 
@@ -472,10 +498,20 @@ def _entries(fh: BinaryIO, label: str) -> Iterator[Entry]:
         raise ImageFormatError(f"{label}: {exc}") from None
 
 
+def _is_normal(name: str) -> bool:
+    """``name`` is already what :func:`normalize` makes of it, but for one trailing slash."""
+    return (not name.startswith(("/", "./", "../")) and "//" not in name and "/./" not in name
+            and "/../" not in name and not name.endswith(("/.", "/..")) and name != "." and name != "..")
+
+
 def _make_entry(fh: BinaryIO, m: Member) -> Entry:
-    path, problem = normalize(m.name)
+    name = m.name
+    if _is_normal(name):
+        path, problem = (name[:-1] if name.endswith("/") else name), None
+    else:
+        path, problem = normalize(name)
     etype = _TYPES.get(m.type, "other")
-    if etype == "file" and m.name.endswith("/") and m.type in (b"0", b"\0"):
+    if etype == "file" and name.endswith("/") and m.type in (b"0", b"\0"):
         etype = "dir"  # pre-POSIX archives mark directories with a trailing slash
     linkname = m.linkname or ""
     if etype == "hardlink":
@@ -484,23 +520,20 @@ def _make_entry(fh: BinaryIO, m: Member) -> Entry:
         if lproblem and "escapes" in lproblem:
             problem = problem or f"hardlink target {m.linkname!r} escapes the image root"
     whiteout = None
-    base = posixpath.basename(path)
-    if base.startswith(WHITEOUT_PREFIX) and path:
-        parent = posixpath.dirname(path)
-        if base == OPAQUE:
-            whiteout = ("opaque", parent)
-        elif base[len(WHITEOUT_PREFIX):] in ("", ".", ".."):
-            # ".wh." names no file: read literally it would hide its own directory (the root, for a
-            # top-level one) while files under it stay visible. Refused like a '..' entry, everywhere.
-            problem = f"whiteout {base!r} names no file (it would hide its parent directory)"
-        else:
-            whiteout = ("file", posixpath.join(parent, base[len(WHITEOUT_PREFIX):]) if parent
-                        else base[len(WHITEOUT_PREFIX):])
-    return Entry(
-        path=path, raw_name=m.name, type=etype, size=m.size if etype == "file" else 0,
-        mode=m.mode & 0o7777, uid=m.uid, gid=m.gid, uname=m.uname, gname=m.gname,
-        mtime=m.mtime, linkname=linkname, whiteout=whiteout,
-        unsafe=problem if problem and ("escapes" in problem or "whiteout" in problem) else None,
-        devmajor=m.devmajor, devminor=m.devminor, pax=m.pax,
-        _stream=fh, _offset=m.offset_data,
-    )
+    if WHITEOUT_PREFIX in path:
+        parent, _, base = path.rpartition("/")
+        if base.startswith(WHITEOUT_PREFIX):
+            if base == OPAQUE:
+                whiteout = ("opaque", parent)
+            elif base[len(WHITEOUT_PREFIX):] in ("", ".", ".."):
+                # ".wh." names no file: read literally it would hide its own directory (the root, for a
+                # top-level one) while files under it stay visible. Refused like a '..' entry, everywhere.
+                problem = f"whiteout {base!r} names no file (it would hide its parent directory)"
+            else:
+                whiteout = ("file", f"{parent}/{base[len(WHITEOUT_PREFIX):]}" if parent
+                            else base[len(WHITEOUT_PREFIX):])
+    # positional: the order of Entry's fields
+    return Entry(path, name, etype, m.size if etype == "file" else 0, m.mode & 0o7777, m.uid, m.gid, m.uname,
+                 m.gname, m.mtime, linkname, whiteout,
+                 problem if problem and ("escapes" in problem or "whiteout" in problem) else None,
+                 m.devmajor, m.devminor, m.pax, fh, m.offset_data)
