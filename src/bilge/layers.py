@@ -354,12 +354,15 @@ class Entry:
         return self.fileobj.read(n)
 
     def head(self, n: int) -> bytes:
-        """``read(n)`` for a short head: served from the body cache without making a reader when an
-        earlier visitor already read that far (the common case for a visitor after the secrets scan)."""
+        """``read(n)`` without making a reader: served from the body cache (filled as far as needed,
+        the whole body when it is at most WHOLE_BODY bytes). The whole cached body is returned
+        without a copy."""
         body = self._body
-        if body is not None and len(body._head) >= n:
-            return bytes(body._head[:n])
-        return self.read(n)
+        if body is None:
+            if self.type != "file" or self._stream is None or self.size == 0:
+                return b""
+            body = self._body = _Body(BodyStream(self._stream, self._offset, self.size), self.size)  # type: ignore[arg-type]
+        return body.read_at(0, n)
 
     def chunks(self) -> Iterator[bytes]:
         """The whole body in pieces straight from the layer stream, nothing kept: for the one reader

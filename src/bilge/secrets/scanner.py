@@ -71,12 +71,18 @@ class FileVisitor:
                 self.stats.credential_files += 1
             self.stats.scanned.add(0)
             return
-        body = entry.fileobj  # an independent reader (entry.read() always starts at offset 0)
-        # classify from the head; only text (or a credential file) is read further
-        first = _read(body, min(size, HEAD))
-        kind = classify(first[:8192])
+        # classify from the head (served from the entry's body cache, no reader made); only text
+        # (or a credential file) is read further
+        first = _head(entry, min(size, HEAD))
+        kind = classify(first)
+        body = None  # an independent reader, for a body longer than one window
         if len(first) < size and (kind == "text" or cred or (kind == "binary" and self.scan_binaries)):
-            first += _read(body, min(size, self.chunk) - len(first))
+            if size <= self.chunk:
+                first = _head(entry, size)
+            else:
+                body = entry.fileobj
+                body.seek(len(first))
+                first += _read(body, self.chunk - len(first))
         found: list[tuple[Hit, int]] = []
         if cred:
             self.stats.credential_files += 1
@@ -162,6 +168,12 @@ def _script_context(first: bytes) -> str:
     """A script is source code when its interpreter is a programming language, config-like for shells."""
     line = first[:200].split(b"\n", 1)[0]
     return FILE_CODE if any(i in line for i in _CODE_INTERPRETERS) else FILE_CONFIG
+
+
+def _head(entry: Any, n: int) -> bytes:
+    """The first ``n`` bytes of an entry's body (``Entry.head``; ``read`` for other entry types)."""
+    head = getattr(entry, "head", None)
+    return head(n) if head is not None else entry.read(n)
 
 
 def _read(body: Any, n: int) -> bytes:
