@@ -28,6 +28,9 @@ if TYPE_CHECKING:
     from bilge.source.base import ImageSource
 
 CHUNK = 1 << 20
+# the unit of hashing and of read-ahead: each piece handed to a hashing thread costs a GIL handoff
+# (the thread needs the GIL back after every hashlib call), so pieces are few and large
+PIECE = 4 << 20
 WHITEOUT_PREFIX = ".wh."
 OPAQUE = ".wh..wh..opq"
 
@@ -38,8 +41,9 @@ class _ThreadedSha256:
 
     def __init__(self) -> None:
         self._hash = hashlib.sha256()
-        # at most 16 pieces of at most 1 MiB wait to be hashed: memory stays flat however the stream is read
-        self._queue: queue.Queue[memoryview | None] = queue.Queue(maxsize=16)
+        # at most 4 pieces of at most PIECE bytes wait to be hashed: memory stays flat however the
+        # stream is read
+        self._queue: queue.Queue[memoryview | bytes | None] = queue.Queue(maxsize=4)
         self._thread = threading.Thread(target=self._run, name="bilge-sha256", daemon=True)
         self._thread.start()
         self._result: str | None = None
@@ -49,9 +53,12 @@ class _ThreadedSha256:
             self._hash.update(data)
 
     def update(self, data: bytes) -> None:
+        if len(data) <= PIECE:
+            self._queue.put(data)
+            return
         view = memoryview(data)
-        for start in range(0, len(view), CHUNK):
-            self._queue.put(view[start:start + CHUNK])
+        for start in range(0, len(view), PIECE):
+            self._queue.put(view[start:start + PIECE])
 
     def hexdigest(self) -> str:
         if self._result is None:
@@ -91,11 +98,51 @@ class CountingReader(RawReader):
 
 
 class HashingReader(CountingReader):
-    """A counting reader that also computes the sha256 of the stream (in a helper thread)."""
+    """A counting reader that also computes the sha256 of the stream (in a helper thread).
+
+    Reads smaller than PIECE (a decompressor's input) are served from a PIECE read ahead, so that
+    the hashing thread gets few, large pieces."""
 
     def __init__(self, raw: BinaryIO) -> None:
         super().__init__(raw)
         self._hash = _ThreadedSha256()
+        self._ahead = b""
+        self._ahead_off = 0
+
+    def read(self, n: int = -1) -> bytes:
+        off = self._ahead_off
+        avail = len(self._ahead) - off
+        if avail:
+            if n is None or n < 0 or n >= avail:
+                data, self._ahead, self._ahead_off = self._ahead[off:] if off else self._ahead, b"", 0
+                return data
+            self._ahead_off = off + n
+            return self._ahead[off:off + n]
+        if n is None or n < 0 or n >= PIECE:
+            return super().read(n)
+        data = super().read(PIECE)
+        if len(data) <= n:
+            return data
+        self._ahead, self._ahead_off = data, n
+        return data[:n]
+
+    def readinto(self, b) -> int:  # type: ignore[override]
+        n = len(b)
+        off = self._ahead_off
+        avail = len(self._ahead) - off
+        if not avail:
+            data = super().read(max(n, PIECE))
+            if len(data) <= n:
+                b[: len(data)] = data
+                return len(data)
+            self._ahead, off, avail = data, 0, len(data)
+        k = min(n, avail)
+        b[:k] = memoryview(self._ahead)[off:off + k]
+        if k == avail:
+            self._ahead, self._ahead_off = b"", 0
+        else:
+            self._ahead_off = off + k
+        return k
 
     def _seen(self, data: bytes) -> None:
         self._hash.update(data)
@@ -147,7 +194,7 @@ class ForwardStream(RawReader):
         need = n - avail
         self._buf, self._off = b"", 0
         while need > 0:
-            chunk = self._raw.read(max(need, CHUNK))
+            chunk = self._raw.read(max(need, PIECE))
             if not chunk:
                 break
             if len(chunk) > need:
