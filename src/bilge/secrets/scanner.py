@@ -25,6 +25,7 @@ from bilge.secrets.textscan import FILE_CODE, FILE_CONFIG, NO_NAMES, Scanner, cl
 CHUNK = 4 << 20
 HEAD = 64 << 10  # bytes read to tell text from binary
 OVERLAP = 64 << 10
+KEEP_BYTES = 32 << 20  # first copies of bodies kept to recognise later copies without hashing
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,10 @@ class FileVisitor:
     # when a cheap signature (size, head, tail) was seen before, so unique files cost nothing.
     _seen: dict[tuple[bytes, str, bool], list[tuple[Hit, int]]] = field(default_factory=dict)
     _sigs: set[tuple[int, bytes, bytes]] = field(default_factory=set)
+    # the first body of each signature, kept (up to KEEP_BYTES in all) with its hits: a second copy is
+    # recognised by comparing bytes (memcmp), neither hashed nor scanned again
+    _kept: dict[tuple[int, bytes, bytes, str, bool], tuple[bytes, list[tuple[Hit, int]]]] = field(default_factory=dict)
+    _kept_bytes: int = 0
 
     def __call__(self, layer: Any, entry: Any) -> None:
         if layer.index not in self._layers_seen:
@@ -127,7 +132,14 @@ class FileVisitor:
             sig = (size, first[:64], first[-64:])
             if sig not in self._sigs:
                 self._sigs.add(sig)
-                return _with_lines(first, scan(first, context, library), 0, 0)
+                result = _with_lines(first, scan(first, context, library), 0, 0)
+                if self._kept_bytes + size <= KEEP_BYTES:
+                    self._kept[(*sig, context, library)] = (first, result)
+                    self._kept_bytes += size
+                return result
+            kept = self._kept.get((*sig, context, library))
+            if kept is not None and kept[0] == first:
+                return kept[1]
             key = (hashlib.sha1(first).digest(), context, library)
             cached = self._seen.get(key)
             if cached is None:
