@@ -349,14 +349,7 @@ class MergedFS:
                 self.findings.append(FsFinding("hardlink-missing", path, layer,
                                                f"layer {layer}: hardlink /{path} -> /{entry.linkname}: "
                                                "target is not a regular file in the image"))
-        if here is None:
-            versions[path] = [v]
-            children = self._children.get(real_parent)
-            if children is None:
-                children = self._children[real_parent] = {}
-            children[name] = None
-        else:
-            here.append(v)  # already a child of its parent
+        self._append(path, v)  # a hook for subclasses (bilge.diffread records the version appended)
 
 
 _KINDS = frozenset(("file", "dir", "symlink", "hardlink", "char", "block", "fifo"))
