@@ -25,7 +25,7 @@ from bilge.secrets.textscan import FILE_CODE, FILE_CONFIG, NO_NAMES, Scanner, cl
 CHUNK = 4 << 20
 HEAD = 64 << 10  # bytes read to tell text from binary
 OVERLAP = 64 << 10
-KEEP_BYTES = 32 << 20  # first copies of bodies kept to recognise later copies without hashing
+KEEP_BYTES = 16 << 20  # first copies of bodies kept to recognise later copies without hashing
 
 
 @dataclass(frozen=True)
