@@ -316,12 +316,19 @@ class MergedFS:
     def _add(self, layer: int, entry: Entry) -> None:
         cur = self._current
         assert cur is not None
+        versions = self._versions
         parent, _, name = entry.path.rpartition("/")
-        real_parent = self._ensure_dir(parent, layer)
+        pv = versions.get(parent)
+        if pv is not None and pv[-1].kind == "dir" and pv[-1].hidden_by is None:
+            real_parent = parent  # the common case: the parent is a visible directory
+        else:
+            real_parent = self._ensure_dir(parent, layer)
         path = f"{real_parent}/{name}" if real_parent else name
-        kind = entry.type if entry.type in ("file", "dir", "symlink", "hardlink", "char", "block", "fifo") else "other"
-        cur.dive_nodes[path] = entry.size if kind == "file" else 0
-        prev = self.lookup(path)
+        kind = entry.type if entry.type in _KINDS else "other"
+        size = entry.size if kind == "file" else 0
+        cur.dive_nodes[path] = size
+        here = versions.get(path)
+        prev = here[-1] if here and here[-1].hidden_by is None else None
         if prev is not None:
             if prev.kind == "dir" and kind == "dir":
                 if (prev.mode, prev.uid, prev.gid) != (entry.mode, entry.uid, entry.gid) and not prev.implicit:
@@ -333,8 +340,7 @@ class MergedFS:
                 self._replace(prev, layer)
         else:
             cur.added += 1
-        v = Version(path, layer, kind, entry.size if kind == "file" else 0, entry.mode, entry.uid, entry.gid,
-                    entry.mtime, entry.linkname)
+        v = Version(path, layer, kind, size, entry.mode, entry.uid, entry.gid, entry.mtime, entry.linkname)
         if kind == "hardlink":
             target = self.lookup(entry.linkname)
             if target is not None and target.body is not None:
@@ -343,7 +349,10 @@ class MergedFS:
                 self.findings.append(FsFinding("hardlink-missing", path, layer,
                                                f"layer {layer}: hardlink /{path} -> /{entry.linkname}: "
                                                "target is not a regular file in the image"))
-        self._append(path, v)
+        self._append(path, v)  # a hook for subclasses (bilge.diffread records the version appended)
+
+
+_KINDS = frozenset(("file", "dir", "symlink", "hardlink", "char", "block", "fifo"))
 
 
 Visitor = Callable[[Layer, Entry], None]

@@ -17,9 +17,13 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
+from zlib import adler32 as _adler32
 
 BLOCK = 512
 _HEADER = struct.Struct("100s8s8s8s12s12s8s1s100s6s2s32s32s8s8s155s12x")
+_ZERO_BLOCK = bytes(BLOCK)
+_PAD = b" \0"
+_EXTENDED = frozenset((b"x", b"X", b"g", b"L", b"K"))
 
 
 class TarFormatError(Exception):
@@ -103,45 +107,77 @@ def _parse_pax(data: bytes) -> dict[str, str]:
     return out
 
 
+def _byte_sum(block: bytes) -> int:
+    """sum(block) of a 512-byte header at C speed: adler32's low half is 1 + the byte sum mod 65521,
+    exact for 256 bytes (at most 65280)."""
+    return (_adler32(block[:256]) & 0xFFFF) + (_adler32(block[256:]) & 0xFFFF) - 2
+
+
+def _check_sum(block: bytes, chksum: bytes) -> None:
+    expected = _num(chksum)
+    actual = _byte_sum(block) - sum(chksum) + 8 * 32
+    if expected != actual:  # some old tars summed signed chars; tarfile accepts both
+        high = sum(1 for b in block[:148] + block[156:] if b > 127)
+        if expected != actual - 256 * high:
+            raise TarFormatError("tar header checksum mismatch: not a tar stream, or corrupt")
+
+
+def _read_block(fh: BinaryIO, pos: int) -> bytes:
+    if fh.tell() != pos:
+        fh.seek(pos)
+    return fh.read(BLOCK)
+
+
 def iter_members(fh: BinaryIO) -> Iterator[Member]:
     """Yield members of the tar stream ``fh`` (which must offer read/seek/tell, seek forward only).
 
     Between two members the caller may read the current body at ``offset_data``; whatever it did not
     read is skipped by seeking. Ends at the first zero block (the end-of-archive marker), as Docker's
-    and tarfile's readers do.
+    and tarfile's readers do. A stream with ``block_at(pos)`` (``bilge.layers.ForwardStream``) is
+    asked for each header in one call.
     """
     pos = fh.tell()
+    block_at = getattr(fh, "block_at", None)
+    if block_at is None:
+        def block_at(at: int) -> bytes:
+            return _read_block(fh, at)
     global_pax: dict[str, str] = {}
     pending_pax: dict[str, str] = {}
     long_name: str | None = None
     long_link: str | None = None
+    unpack = _HEADER.unpack
     while True:
-        if fh.tell() != pos:
-            fh.seek(pos)
-        block = fh.read(BLOCK)
-        if not block:
-            if pos == 0:
-                return  # a zero-length layer
-            raise TarFormatError("unexpected end of tar stream (missing end-of-archive marker)")
+        block = block_at(pos)
         if len(block) < BLOCK:
+            if not block:
+                if pos == 0:
+                    return  # a zero-length layer
+                raise TarFormatError("unexpected end of tar stream (missing end-of-archive marker)")
             raise TarFormatError("unexpected end of tar stream inside a header")
-        if block.count(0) == BLOCK:
+        if block == _ZERO_BLOCK:
             return
-        fields = _HEADER.unpack(block)
         (name, mode, uid, gid, size, mtime, chksum, typeflag, linkname, magic, _version, uname, gname,
-         devmajor, devminor, prefix) = fields
-        expected = _num(chksum)
-        actual = sum(block) - sum(block[148:156]) + 8 * 32
-        if expected != actual:  # some old tars summed signed chars; tarfile accepts both
-            high = sum(1 for b in block[:148] + block[156:] if b > 127)
-            if expected != actual - 256 * high:
-                raise TarFormatError("tar header checksum mismatch: not a tar stream, or corrupt")
-        body_size = _num(size)
+         devmajor, devminor, prefix) = unpack(block)
+        try:  # the checksum inline (see _byte_sum); _check_sum says what is wrong, or accepts signed sums
+            ok = int(chksum.strip(_PAD) or b"0", 8) == (
+                (_adler32(block[:256]) & 0xFFFF) + (_adler32(block[256:]) & 0xFFFF) + 254 - sum(chksum))
+        except ValueError:
+            ok = False
+        if not ok:
+            _check_sum(block, chksum)
+        try:  # the common case (octal digits, NUL- or space-terminated) inline; _num for the rest
+            body_size = int(size.strip(_PAD) or b"0", 8)
+            mode_i = int(mode.strip(_PAD) or b"0", 8)
+            uid_i = int(uid.strip(_PAD) or b"0", 8)
+            gid_i = int(gid.strip(_PAD) or b"0", 8)
+            mtime_i = int(mtime.strip(_PAD) or b"0", 8)
+        except ValueError:  # base-256 or invalid: the other fields are judged only for a real member
+            body_size, mode_i = _num(size), None
         if body_size < 0:
             raise TarFormatError(f"negative member size ({body_size}) in tar header")
         data_at = pos + BLOCK
         pos = data_at + ((body_size + BLOCK - 1) // BLOCK) * BLOCK
-        if typeflag in (b"x", b"X", b"g", b"L", b"K"):
+        if typeflag in _EXTENDED:
             data = fh.read(body_size)
             if len(data) != body_size:
                 raise TarFormatError("unexpected end of tar stream inside an extended header")
@@ -158,41 +194,50 @@ def iter_members(fh: BinaryIO) -> Iterator[Member]:
             raise TarFormatError("GNU sparse files in a layer are not supported")
         if typeflag == b"M" or typeflag == b"V":
             raise TarFormatError("multi-volume tar archives are not supported")
+        if mode_i is None:
+            mode_i, uid_i, gid_i, mtime_i = _num(mode), _num(uid), _num(gid), _num(mtime)
         pax = {**global_pax, **pending_pax} if global_pax else pending_pax
-        full = _str(name)
+        full = name.partition(b"\0")[0].decode("utf-8", "surrogateescape")
         if magic == b"ustar\0" and prefix[0:1] not in (b"\0", b""):
             full = _str(prefix) + "/" + full
-        link = _str(linkname)
+        link = linkname.partition(b"\0")[0].decode("utf-8", "surrogateescape") if linkname[0] else ""
         if long_name is not None:
             full = long_name
         if long_link is not None:
             link = long_link
+        device = typeflag == b"3" or typeflag == b"4"
         member = Member(
-            name=pax.get("path", full), type=typeflag or b"0", size=body_size, mode=_num(mode),
-            uid=_num(uid), gid=_num(gid), uname=_str(uname), gname=_str(gname), mtime=_num(mtime),
-            linkname=pax.get("linkpath", link),
-            devmajor=_num(devmajor) if typeflag in (b"3", b"4") else 0,
-            devminor=_num(devminor) if typeflag in (b"3", b"4") else 0,
-            offset_data=data_at, pax=pax,
+            full, typeflag or b"0", body_size, mode_i, uid_i, gid_i,
+            uname.partition(b"\0")[0].decode("utf-8", "surrogateescape") if uname[0] else "",
+            gname.partition(b"\0")[0].decode("utf-8", "surrogateescape") if gname[0] else "",
+            mtime_i, link, _num(devmajor) if device else 0, _num(devminor) if device else 0, data_at, pax,
         )
-        if member.uid < 0 or member.gid < 0:
-            raise TarFormatError(f"negative uid/gid ({member.uid}/{member.gid}) in tar header")
+        if uid_i < 0 or gid_i < 0:
+            raise TarFormatError(f"negative uid/gid ({uid_i}/{gid_i}) in tar header")
         if pax:
-            if "size" in pax:
-                member.size = _pax_int(pax, "size")
-                pos = data_at + ((member.size + BLOCK - 1) // BLOCK) * BLOCK
-            for key in ("uid", "gid"):
-                if key in pax:
-                    setattr(member, key, _pax_int(pax, key))
-            if "mtime" in pax:
-                member.mtime = _pax_time(pax, "mtime")
-            if "uname" in pax:
-                member.uname = pax["uname"]
-            if "gname" in pax:
-                member.gname = pax["gname"]
-        pending_pax = {}
+            _apply_pax(member, pax)
+            pos = data_at + ((member.size + BLOCK - 1) // BLOCK) * BLOCK
+        pending_pax = {}  # a new dict: the member keeps its own
         long_name = long_link = None
         yield member
+
+
+def _apply_pax(member: Member, pax: dict[str, str]) -> None:
+    if "path" in pax:
+        member.name = pax["path"]
+    if "linkpath" in pax:
+        member.linkname = pax["linkpath"]
+    if "size" in pax:
+        member.size = _pax_int(pax, "size")
+    for key in ("uid", "gid"):
+        if key in pax:
+            setattr(member, key, _pax_int(pax, key))
+    if "mtime" in pax:
+        member.mtime = _pax_time(pax, "mtime")
+    if "uname" in pax:
+        member.uname = pax["uname"]
+    if "gname" in pax:
+        member.gname = pax["gname"]
 
 
 class BodyStream:

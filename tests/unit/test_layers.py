@@ -112,3 +112,29 @@ def test_head_is_read_of_the_head_whoever_came_first(tmp_path):
         assert seen[("first", name)] == seen[("after", name)] == want[:4]
         assert seen[("after16", name)] == want[:16]
     assert seen[("first", "elf")] == seen[("after", "elf")] == b"\x7fELF"
+
+
+def test_hashing_reader_read_ahead_gives_every_byte_once():
+    """Small reads (a decompressor's input) are served from a PIECE read ahead; every byte is still
+    returned once, in order, counted and hashed (checked against hashlib on the whole stream)."""
+    import hashlib
+    import random
+
+    data = os.urandom(2 * layers.PIECE + 12345)
+    rng = random.Random(7)
+    reader = layers.HashingReader(io.BytesIO(data))
+    out = bytearray()
+    while True:
+        n = rng.choice([1, 511, 512 * 1024, layers.PIECE, layers.PIECE + 7, -1])
+        if rng.random() < 0.5:
+            buf = bytearray(max(n, 1))
+            chunk = bytes(buf[:reader.readinto(buf)])
+        else:
+            chunk = reader.read(n)
+        if not chunk:
+            break
+        out += chunk
+    reader.drain()
+    assert bytes(out) == data and reader.count == len(data)
+    assert reader.digest() == "sha256:" + hashlib.sha256(data).hexdigest()
+    reader.close()

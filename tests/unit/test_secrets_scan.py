@@ -10,7 +10,7 @@ import string
 import pytest
 
 from bilge.fs import walk_image
-from bilge.secrets import scan_source
+from bilge.secrets import scan_source, scanner
 from bilge.secrets.model import ScanStats
 from bilge.secrets.precision import github_token
 from bilge.secrets.rules import load_ruleset
@@ -241,8 +241,31 @@ def test_identical_contents_scanned_once_reported_everywhere(tmp_path, monkeypat
     # one finding per value and state: the copies are listed with it, not reported again (issue 12)
     assert got == [(0, "a/.env", 2, True, "overwritten", ()),
                    (1, "a/.env", 2, False, None, ("/b/.env:2", "/c/.env:2"))]
-    # the first copy is scanned, the second is hashed and scanned, every later one reuses the result
-    assert stats.scanned.files == 4 and calls.count("config") == 2
+    # the first copy is scanned and kept; every later one is recognised by its bytes and reuses the result
+    assert stats.scanned.files == 4 and calls.count("config") == 1
+    # past the memory budget for kept bodies: the second copy is hashed and scanned, later ones reuse it
+    monkeypatch.setattr(scanner, "KEEP_BYTES", 0)
+    calls.clear()
+    findings_hashed, stats = scan_path(path)
+    assert findings_hashed == findings and stats.scanned.files == 4 and calls.count("config") == 2
+
+
+@pytest.mark.parametrize("keep", [0, 16 << 20])
+def test_same_size_head_and_tail_but_other_content_is_scanned(tmp_path, monkeypatch, keep):
+    """The signature (size, first and last 64 bytes) only decides whether to compare: a body that
+    differs in the middle is scanned, whether kept bodies are compared byte for byte or hashed."""
+    monkeypatch.setattr(scanner, "KEEP_BYTES", keep)
+    t = tok()
+    head, tail = b"# settings\n" + b"#" * 80 + b"\n", b"\n" + b"#" * 80 + b"\n"
+    plain = head + b"NOTHING=" + b"x" * (len(t) + 2) + b"\n" + tail
+    secret = head + f"API_TOKEN={t}\n".encode() + tail
+    assert len(plain) == len(secret)
+    path = tmp_path / "img.tar"
+    docker_archive(path, [[("dir", "a"), ("file", "a/.env", plain), ("file", "b/.env", plain),
+                           ("file", "c/.env", secret)]])
+    findings, stats = scan_path(path)
+    assert [(f.location.path, f.secret) for f in findings] == [("c/.env", t)]
+    assert stats.scanned.files == 3
 
 
 def test_scripts_are_code_or_config_by_their_interpreter(tmp_path):

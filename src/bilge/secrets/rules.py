@@ -21,6 +21,7 @@ from typing import Any
 
 from bilge.errors import BilgeError
 from bilge.secrets.credfiles import FILE_RULES
+from bilge.secrets.pathset import PathSet
 from bilge.severity import SEVERITIES
 from bilge.severity import check as check_severity
 from bilge.severity import rank as severity_rank
@@ -89,13 +90,13 @@ def _globs_rx(globs: tuple[str, ...]) -> re.Pattern[str]:
 
 @dataclass(frozen=True)
 class PathClasses:
-    """Path classes; each list of regexes is joined into one pattern (one search per path)."""
+    """Path classes; each list of regexes is searched as one (``bilge.secrets.pathset``)."""
 
-    library: re.Pattern[str] | None
-    config: re.Pattern[str] | None
-    code: re.Pattern[str] | None
+    library: PathSet | None
+    config: PathSet | None
+    code: PathSet | None
     exclude: re.Pattern[str] | None = None
-    not_secrets: re.Pattern[str] | None = None
+    not_secrets: PathSet | None = None
 
     def is_library(self, path: str) -> bool:
         return self.library is not None and self.library.search(path) is not None
@@ -231,16 +232,17 @@ def parse_names(obj: Mapping[str, Any], where: str) -> NameRules:
     )
 
 
-def _join(patterns: list[str], where: str) -> re.Pattern[str] | None:
+def _join(patterns: list[str], where: str) -> PathSet | None:
     if not patterns:
         return None
     for p in patterns:
         _compile_str(p, where)  # a clear error naming the bad one
-    return re.compile("|".join(f"(?:{p})" for p in patterns))
+    re.compile("|".join(f"(?:{p})" for p in patterns))  # joined as before: the same errors
+    return PathSet(patterns)
 
 
 def parse_paths(obj: Mapping[str, Any], where: str, exclude: Iterable[str] = ()) -> PathClasses:
-    def comp(key: str) -> re.Pattern[str] | None:
+    def comp(key: str) -> PathSet | None:
         return _join(_str_list(obj.get(key), f"{where}: {key}"), f"{where}: {key}")
 
     globs = [_glob_to_regex(g).pattern for g in exclude]

@@ -25,6 +25,7 @@ from bilge.secrets.textscan import FILE_CODE, FILE_CONFIG, NO_NAMES, Scanner, cl
 CHUNK = 4 << 20
 HEAD = 64 << 10  # bytes read to tell text from binary
 OVERLAP = 64 << 10
+KEEP_BYTES = 16 << 20  # first copies of bodies kept to recognise later copies without hashing
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,10 @@ class FileVisitor:
     # when a cheap signature (size, head, tail) was seen before, so unique files cost nothing.
     _seen: dict[tuple[bytes, str, bool], list[tuple[Hit, int]]] = field(default_factory=dict)
     _sigs: set[tuple[int, bytes, bytes]] = field(default_factory=set)
+    # the first body of each signature, kept (up to KEEP_BYTES in all) with its hits: a second copy is
+    # recognised by comparing bytes (memcmp), neither hashed nor scanned again
+    _kept: dict[tuple[int, bytes, bytes, str, bool], tuple[bytes, list[tuple[Hit, int]]]] = field(default_factory=dict)
+    _kept_bytes: int = 0
 
     def __call__(self, layer: Any, entry: Any) -> None:
         if layer.index not in self._layers_seen:
@@ -71,12 +76,18 @@ class FileVisitor:
                 self.stats.credential_files += 1
             self.stats.scanned.add(0)
             return
-        body = entry.fileobj  # an independent reader (entry.read() always starts at offset 0)
-        # classify from the head; only text (or a credential file) is read further
-        first = _read(body, min(size, HEAD))
-        kind = classify(first[:8192])
+        # classify from the head (served from the entry's body cache, no reader made); only text
+        # (or a credential file) is read further
+        first = _head(entry, min(size, HEAD))
+        kind = classify(first)
+        body = None  # an independent reader, for a body longer than one window
         if len(first) < size and (kind == "text" or cred or (kind == "binary" and self.scan_binaries)):
-            first += _read(body, min(size, self.chunk) - len(first))
+            if size <= self.chunk:
+                first = _head(entry, size)
+            else:
+                body = entry.fileobj
+                body.seek(len(first))
+                first += _read(body, self.chunk - len(first))
         found: list[tuple[Hit, int]] = []
         if cred:
             self.stats.credential_files += 1
@@ -121,7 +132,14 @@ class FileVisitor:
             sig = (size, first[:64], first[-64:])
             if sig not in self._sigs:
                 self._sigs.add(sig)
-                return _with_lines(first, scan(first, context, library), 0, 0)
+                result = _with_lines(first, scan(first, context, library), 0, 0)
+                if self._kept_bytes + size <= KEEP_BYTES:
+                    self._kept[(*sig, context, library)] = (first, result)
+                    self._kept_bytes += size
+                return result
+            kept = self._kept.get((*sig, context, library))
+            if kept is not None and kept[0] == first:
+                return kept[1]
             key = (hashlib.sha1(first).digest(), context, library)
             cached = self._seen.get(key)
             if cached is None:
@@ -162,6 +180,12 @@ def _script_context(first: bytes) -> str:
     """A script is source code when its interpreter is a programming language, config-like for shells."""
     line = first[:200].split(b"\n", 1)[0]
     return FILE_CODE if any(i in line for i in _CODE_INTERPRETERS) else FILE_CONFIG
+
+
+def _head(entry: Any, n: int) -> bytes:
+    """The first ``n`` bytes of an entry's body (``Entry.head``; ``read`` for other entry types)."""
+    head = getattr(entry, "head", None)
+    return head(n) if head is not None else entry.read(n)
 
 
 def _read(body: Any, n: int) -> bytes:
