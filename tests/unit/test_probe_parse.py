@@ -45,6 +45,28 @@ def test_parse_keeps_image_paths_after_the_probe_starts():
     assert image_paths(found) == sorted(p.lstrip("/") for p in found if not p.startswith(("/proc", "/tmp")))
 
 
+@pytest.mark.parametrize("piece", [1, 7, 64, 10_000])
+def test_trace_read_while_written_equals_the_whole_parse(tmp_path, piece):
+    """The runner reads a trace while strace still writes it: lines cut anywhere (even inside an
+    octal escape or an <unfinished ...> call) give the Trace of one whole parse."""
+    from bilge.probe.runner import TraceReader
+
+    whole = parse(TRACE.splitlines(), workdir="/app")
+    path = tmp_path / "trace"
+    path.write_text("")
+    reader = TraceReader(path, "/app")
+    data = TRACE.encode()
+    with open(path, "ab") as out:
+        for start in range(0, len(data), piece):
+            out.write(data[start:start + piece])
+            out.flush()
+            reader.drain()
+    got = reader.finish()
+    assert (got.accesses, got.executed, got.opened, got.execs) == (
+        whole.accesses, whole.executed, whole.opened, whole.execs)
+    assert whole.execs == 4 and whole.executed
+
+
 def test_split_args_and_unescape():
     assert split_args('AT_FDCWD</a, b>, "x, \\"y\\"", {st_mode=S_IFDIR, st_size=1}, 0') == [
         "AT_FDCWD</a, b>", '"x, \\"y\\""', "{st_mode=S_IFDIR, st_size=1}", "0"]

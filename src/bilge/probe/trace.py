@@ -192,18 +192,10 @@ class Parser:
         self.trace = Trace()
         self.pending: dict[str, str] = {}  # pid -> the start of an <unfinished ...> call
         self.cwd: dict[str, str] = {}
-        self.execs = 0
 
     def feed(self, lines: Iterable[str]) -> None:
-        trace, pending, cwd, workdir = self.trace, self.pending, self.cwd, self.workdir
-        try:
-            self.execs = self._feed(lines, trace, pending, cwd, workdir, self.execs)
-        finally:
-            trace.execs = self.execs = max(self.execs, trace.execs)
-
-    @staticmethod
-    def _feed(lines: Iterable[str], trace: Trace, pending: dict[str, str], cwd: dict[str, str], workdir: str,
-              execs: int) -> int:
+        trace, pending, cwd, workdir = self.trace, self.pending, self.cwd, self.workdir  # locals: a hot loop
+        execs = trace.execs  # the count so far, kept in the trace as it grows
         for raw in lines:
             line = raw.rstrip("\n")
             c = _WHOLE.match(line)  # most lines: one match
@@ -265,7 +257,6 @@ class Parser:
                 real = _fd_path(ret.strip())
                 if real and real.startswith("/"):
                     trace.opened.append(real)
-        return execs
 
 
 def image_paths(paths: Iterable[str]) -> list[str]:
