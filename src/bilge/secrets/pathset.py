@@ -45,7 +45,8 @@ def has_top_level_alternation(pattern: str) -> bool:
     return False
 
 
-def _alt(patterns: list[str]) -> str:
+def alternation(patterns: list[str]) -> str:
+    """The patterns as one alternation, each in its own group."""
     return "|".join(f"(?:{p})" for p in patterns)
 
 
@@ -67,9 +68,9 @@ class PathSet:
             else:
                 general.append(p)
         starts = at_start + after_slash
-        self._at_start = re.compile(_alt(starts)).match if starts else None
-        self._after_slash = re.compile(f"/(?:{_alt(after_slash)})").search if after_slash else None
-        self._general = re.compile(_alt(general)).search if general else None
+        self._at_start = re.compile(alternation(starts)).match if starts else None
+        self._after_slash = re.compile(f"/(?:{alternation(after_slash)})").search if after_slash else None
+        self._general = re.compile(alternation(general)).search if general else None
 
     def search(self, path: str) -> re.Match[str] | None:
         for find in (self._at_start, self._after_slash, self._general):

@@ -21,7 +21,7 @@ from typing import Any
 
 from bilge.errors import BilgeError
 from bilge.secrets.credfiles import FILE_RULES
-from bilge.secrets.pathset import PathSet
+from bilge.secrets.pathset import PathSet, alternation
 from bilge.severity import SEVERITIES
 from bilge.severity import check as check_severity
 from bilge.severity import rank as severity_rank
@@ -237,7 +237,7 @@ def _join(patterns: list[str], where: str) -> PathSet | None:
         return None
     for p in patterns:
         _compile_str(p, where)  # a clear error naming the bad one
-    re.compile("|".join(f"(?:{p})" for p in patterns))  # joined as before: the same errors
+    re.compile(alternation(patterns))  # joined as before: the same errors
     return PathSet(patterns)
 
 
