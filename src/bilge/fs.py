@@ -12,7 +12,6 @@ body) before it is applied, so size, secret and ELF analyses share a single read
 
 from __future__ import annotations
 
-import posixpath
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -375,9 +374,3 @@ def walk_image(src: ImageSource, visitors: Iterable[Visitor] = (), *, verify: bo
             progress(layer, layer.size)
     fs.check_links()
     return fs
-
-
-def ancestors(path: str) -> Iterator[str]:
-    while path:
-        path = posixpath.dirname(path)
-        yield path

@@ -44,7 +44,7 @@ class TreeNode:
 
 
 class _Raw:
-    __slots__ = ("kids", "vis", "dead", "files", "dead_files", "is_file", "small", "small_names", "_total")
+    __slots__ = ("kids", "vis", "dead", "files", "dead_files", "is_file", "small", "small_names")
 
     def __init__(self) -> None:
         self.kids: dict[str, _Raw] = {}
@@ -55,14 +55,10 @@ class _Raw:
         self.is_file = False
         self.small: _Raw | None = None  # this directory's files each below the size cut, merged
         self.small_names: set[str] = set()
-        self._total = -1
 
     @property
     def total(self) -> int:
-        """Visible + dead bytes; asked for only once the tree is complete, so computed once."""
-        if self._total < 0:
-            self._total = sum(self.vis.values()) + sum(self.dead.values())
-        return self._total
+        return sum(self.vis.values()) + sum(self.dead.values())
 
     def count(self, layer: int, size: int, dead: bool) -> None:
         if dead:
@@ -118,11 +114,9 @@ def raw_tree(fs: MergedFS, min_fraction: float = 0.0) -> tuple[_Raw, float]:
             dirs[d] = node
         return node
 
-    last_dir, parent = "", root  # items come a directory at a time: look each directory up once
     for path, layer, size, dead in items:
         d, _, name = path.strip("/").rpartition("/")
-        if d != last_dir:
-            last_dir, parent = d, dir_node(d)
+        parent = dir_node(d)
         if size > 0 and size >= min_bytes:
             leaf = parent.kids.get(name)
             if leaf is None:
@@ -130,10 +124,9 @@ def raw_tree(fs: MergedFS, min_fraction: float = 0.0) -> tuple[_Raw, float]:
             leaf.count(layer, size, dead)
             leaf.is_file = True
         else:
-            small = parent.small
-            if small is None:
-                small = parent.small = _Raw()
-            small.count(layer, size, dead)
+            if parent.small is None:
+                parent.small = _Raw()
+            parent.small.count(layer, size, dead)
             parent.small_names.add(name)
     # totals bottom-up: a directory's own counts are those of a file once at its path (if any),
     # then its merged small files and its children, deepest directories first
