@@ -18,16 +18,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, BinaryIO
 
+from bilge.body import CHUNK, Body, BodyReader
 from bilge.compression import sniff
 from bilge.errors import DigestMismatchError, ImageFormatError, UnsupportedMediaTypeError
 from bilge.image import Layer
-from bilge.rawio import RawReader, WindowReader
+from bilge.rawio import RawReader
 from bilge.tarstream import BodyStream, Member, TarFormatError, iter_members
 
 if TYPE_CHECKING:
     from bilge.source.base import ImageSource
 
-CHUNK = 1 << 20
 # the unit of hashing and of read-ahead: each piece handed to a hashing thread costs a GIL handoff
 # (the thread needs the GIL back after every hashlib call): a decompressor's 512 KiB reads are served from
 # a PIECE read ahead. 4 MiB pieces measured no faster and cost ~30 MB more peak memory.
@@ -250,101 +250,6 @@ class ForwardStream(RawReader):
             pass
 
 
-FULL_CACHE_LIMIT = 64 << 20  # bodies up to this size can be read by any number of visitors
-HEAD_CACHE = 1 << 20  # of larger bodies, the first MiB stays readable for everyone
-
-
-WHOLE_BODY = 1 << 20  # bodies up to this size are read in one piece on first use
-
-
-class _Body:
-    """The body of the current tar entry, filled lazily and shared by every reader of the entry.
-
-    Bodies up to FULL_CACHE_LIMIT stay whole in memory while the entry is current, so any number of
-    visitors can read them. Of a larger body only the first HEAD_CACHE bytes stay; past that, readers
-    must go forward (one streaming consumer, e.g. a rewrite copying the file). A body up to
-    WHOLE_BODY is read in one piece on first use and handed out without copying when a reader asks
-    for all of it.
-    """
-
-    def __init__(self, source: BinaryIO, size: int) -> None:
-        self._src = source
-        self.size = size
-        self._small = size <= FULL_CACHE_LIMIT
-        self._head: bytes | bytearray = b""
-        self._win = bytearray()
-        self._win_start = 0
-        self._consumed = 0
-
-    def read_at(self, pos: int, n: int) -> bytes:
-        end = self.size if n is None or n < 0 else min(self.size, pos + n)
-        if pos >= end:
-            return b""
-        if not self._consumed and self._small and self.size <= WHOLE_BODY:
-            self._whole()
-        head = self._head
-        if end <= len(head):
-            if pos == 0 and end == len(head) and type(head) is bytes:
-                return head
-            return bytes(head[pos:end])
-        self._fill(end, pos)
-        head = self._head
-        if end <= len(head):
-            return bytes(head[pos:end])
-        out = b""
-        if pos < len(head):
-            out = bytes(head[pos:])
-            pos = len(head)
-        if pos < self._win_start:
-            raise RuntimeError("a large file body was already streamed past this point by another reader")
-        return out + bytes(self._win[pos - self._win_start:end - self._win_start])
-
-    def _whole(self) -> None:
-        data = self._src.read(self.size)
-        while len(data) < self.size:
-            more = self._src.read(self.size - len(data))
-            if not more:
-                raise ImageFormatError("unexpected end of layer inside a file body (truncated layer?)")
-            data += more
-        self._head = data
-        self._consumed = self.size
-
-    def _fill(self, end: int, pos: int) -> None:
-        if not self._small and self._win and pos > self._win_start:
-            drop = min(pos, self._consumed) - self._win_start
-            del self._win[:drop]
-            self._win_start += drop
-        if type(self._head) is bytes:
-            self._head = bytearray(self._head)
-        head = self._head
-        while self._consumed < end:
-            chunk = self._src.read(min(max(end - self._consumed, 1 << 16), CHUNK))
-            if not chunk:
-                raise ImageFormatError("unexpected end of layer inside a file body (truncated layer?)")
-            self._consumed += len(chunk)
-            room = (self.size if self._small else HEAD_CACHE) - len(head)
-            if room > 0:
-                head += chunk[:room]
-                chunk = chunk[room:]
-            if chunk:
-                if not self._win:
-                    self._win_start = self._consumed - len(chunk)
-                self._win += chunk
-
-
-class BodyReader(WindowReader):
-    """An independent, seekable reader over an entry's body (position is per reader)."""
-
-    def __init__(self, body: _Body) -> None:
-        super().__init__(body.size)
-        self._body = body
-
-    def read(self, n: int = -1) -> bytes:
-        data = self._body.read_at(self._pos, -1 if n is None or n < 0 else n)
-        self._pos += len(data)
-        return data
-
-
 def normalize(name: str) -> tuple[str, str | None]:
     """Normalise a tar member name to a root-relative path; return (path, problem or None)."""
     problem = None
@@ -386,7 +291,7 @@ class Entry:
     pax: dict[str, str] = field(default_factory=dict)
     _stream: BinaryIO | None = field(default=None, repr=False)
     _offset: int = field(default=0, repr=False)
-    _body: _Body | None = field(default=None, repr=False)
+    _body: Body | None = field(default=None, repr=False)
 
     @property
     def fileobj(self) -> BinaryIO:
@@ -394,7 +299,7 @@ class Entry:
         if self.type != "file" or self._stream is None or self.size == 0:
             return io.BytesIO(b"")  # type: ignore[return-value]
         if self._body is None:
-            self._body = _Body(BodyStream(self._stream, self._offset, self.size), self.size)  # type: ignore[arg-type]
+            self._body = Body(BodyStream(self._stream, self._offset, self.size), self.size)  # type: ignore[arg-type]
         return BodyReader(self._body)  # type: ignore[return-value]
 
     def read(self, n: int = -1) -> bytes:
@@ -409,8 +314,18 @@ class Entry:
         if body is None:
             if self.type != "file" or self._stream is None or self.size == 0:
                 return b""
-            body = self._body = _Body(BodyStream(self._stream, self._offset, self.size), self.size)  # type: ignore[arg-type]
+            body = self._body = Body(BodyStream(self._stream, self._offset, self.size), self.size)  # type: ignore[arg-type]
         return body.read_at(0, n)
+
+    def skim(self, pos: int, n: int) -> bytes:
+        """``n`` bytes at ``pos`` for the last reader of the body, read forward without keeping what is
+        passed over (:meth:`bilge.body.Body.skim`); others can still read the cached head afterwards."""
+        body = self._body
+        if body is None:
+            if self.type != "file" or self._stream is None or self.size == 0:
+                return b""
+            body = self._body = Body(BodyStream(self._stream, self._offset, self.size), self.size)  # type: ignore[arg-type]
+        return body.skim(pos, n)
 
     def chunks(self) -> Iterator[bytes]:
         """The whole body in pieces straight from the layer stream, nothing kept: for the one reader

@@ -19,7 +19,6 @@ sys.path.insert(0, str(Path(__file__).parent))
 from test_deps_roots import Root, can_chroot, have_gcc  # noqa: E402
 
 from bilge.deps import DirView, closure, image_view  # noqa: E402
-from bilge.deps import view as deps_mod  # noqa: E402
 from bilge.source import open_image  # noqa: E402
 from bilge.testing import config_for, docker_archive, layer_tar  # noqa: E402
 
@@ -148,12 +147,18 @@ def test_entrypoint_env_and_workdir_from_the_config(base: Root, tmp_path: Path) 
     assert "/opt/llp/libllp.so.1" in {f.path for f in res.files}
 
 
-def test_big_elf_bodies_are_spooled(base: Root, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import bilge.layers
+@pytest.mark.parametrize("forward_head", [256, 4096], ids=["cached-and-spooled", "read-forward"])
+def test_big_elf_bodies_are_spooled(base: Root, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                    forward_head: int) -> None:
+    import bilge.body
+    import bilge.deps.lazyelf
 
-    monkeypatch.setattr(bilge.layers, "FULL_CACHE_LIMIT", 4096)
-    monkeypatch.setattr(bilge.layers, "HEAD_CACHE", 1024)
-    monkeypatch.setattr(deps_mod, "SPOOL_OVER", 4096)
+    monkeypatch.setattr(bilge.body, "FULL_CACHE_LIMIT", 4096)
+    monkeypatch.setattr(bilge.body, "HEAD_CACHE", 1024)
+    monkeypatch.setattr(bilge.body, "WHOLE_BODY", 1024)
+    # a head too short for the program headers: read through the cache (and spooled past 4096 bytes)
+    monkeypatch.setattr(bilge.deps.lazyelf, "FORWARD_HEAD", forward_head)
+    monkeypatch.setattr(bilge.deps.lazyelf, "SPOOL_OVER", 4096)
     ref = write_image(tmp_path / "img.tar", [items_of(base.path)])
     res, collector = image_closure(ref, binaries=["/usr/bin/p"])
     assert not res.missing and collector.elf_files == 4

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from bilge import layers
+from bilge import body, layers
 from bilge.fs import walk_image
 from bilge.layers import ForwardStream, normalize
 from bilge.source import open_image
@@ -38,8 +38,8 @@ def test_every_visitor_reads_the_whole_body(tmp_path):
 
 
 def test_large_body_keeps_its_head_for_everyone(tmp_path, monkeypatch):
-    monkeypatch.setattr(layers, "FULL_CACHE_LIMIT", 100_000)
-    monkeypatch.setattr(layers, "HEAD_CACHE", 10_000)
+    monkeypatch.setattr(body, "FULL_CACHE_LIMIT", 100_000)
+    monkeypatch.setattr(body, "HEAD_CACHE", 10_000)
     path = tmp_path / "img.tar"
     data = os.urandom(1_000_000)
     docker_archive(path, [[("file", "big", data)]])
@@ -60,6 +60,40 @@ def test_large_body_keeps_its_head_for_everyone(tmp_path, monkeypatch):
     with open_image(str(path)) as src:
         walk_image(src, [visitor])
     assert got["head"] == got["head_again"] == data[:16] and got["all"] == data
+
+
+@pytest.mark.parametrize("size", [3 * layers.CHUNK + 777, 70 << 20], ids=["cached-whole", "head-and-window"])
+def test_skim_reads_forward_without_keeping_and_leaves_the_head(tmp_path, size):
+    """Entry.skim (the last reader of a body): bytes from the cache or the stream, what lies between is
+    passed over; afterwards the cached head is still readable, bytes beyond it are refused, as is
+    skimming back; the next entry is intact."""
+    path = tmp_path / "img.tar"
+    data = os.urandom(1 << 16) * (size >> 16) + os.urandom(size % (1 << 16))
+    docker_archive(path, [[("file", "big", data), ("file", "next", b"next entry")]], compression="gzip")
+    got = {}
+
+    def first(_layer, entry):
+        if entry.path == "big":
+            got["head"] = entry.head(5000)
+
+    def last(_layer, entry):
+        if entry.path == "big":
+            got["cached"] = entry.skim(100, 200)  # inside the head already read
+            got["across"] = entry.skim(4000, 3000)  # part cached, part from the stream
+            got["far"] = entry.skim(size - 1000, 5000)  # past the end: what there is
+            got["head_again"] = entry.head(4000)
+            with pytest.raises(RuntimeError):
+                entry.fileobj.read()
+            with pytest.raises(RuntimeError):
+                entry.skim(size // 2, 10)  # passed over (beyond the cached head)
+        elif entry.path == "next":
+            got["next"] = entry.read(-1)
+
+    with open_image(str(path)) as src:
+        walk_image(src, [first, last])
+    assert got["head"] == data[:5000] and got["head_again"] == data[:4000]
+    assert got["cached"] == data[100:300] and got["across"] == data[4000:7000]
+    assert got["far"] == data[size - 1000:] and got["next"] == b"next entry"
 
 
 def test_forward_stream_skips_and_refuses_to_go_back():

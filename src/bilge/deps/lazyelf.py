@@ -13,15 +13,20 @@ at once, as before.
 
 from __future__ import annotations
 
+import io
 import struct
-from collections.abc import Iterator, Mapping
+import sys
+from collections.abc import Callable, Iterator, Mapping
 from typing import BinaryIO
 
+from bilge import body as bilge_body
 from bilge.elf import ElfInfo, _vaddr_to_offset, read_elf
 from bilge.rawio import WindowReader
 
 CAPTURE_LIMIT = 256 << 10  # a dynamic section or string table larger than this: parse at once
 _PT_LOAD, _PT_DYNAMIC, _PT_INTERP = 1, 2, 3
+_PF_X = 1
+_NATIVE = "<" if sys.byteorder == "little" else ">"
 
 
 class SparseReader(WindowReader):
@@ -43,7 +48,7 @@ class SparseReader(WindowReader):
             if off <= start and end <= off + len(data):
                 self._pos = end
                 return data[start - off:end - off]
-        raise RuntimeError(f"bilge internal error: ELF bytes {start}-{end} were not kept during the image pass")
+        raise RuntimeError(f"ELF bytes {start}-{end} were not kept during the one pass over the image")
 
 
 class GrowingSpool(WindowReader):
@@ -129,13 +134,104 @@ def capture(fh: BinaryIO, size: int) -> Capture | ElfInfo | None:
     """What ``read_elf(fh)`` would read of this file (``fh`` seekable, ``size`` its length), or, when that
     cannot be foretold (a malformed or unusual file), ``read_elf(fh)`` itself."""
     try:
-        return _capture(fh, size)
+        return _capture(lambda off, n: _at(fh, off, n, size), size)
     except _Unusual:
         return read_elf(fh)
 
 
-def _capture(fh: BinaryIO, size: int) -> Capture:
-    head = _at(fh, 0, min(size, 64), size)
+def capture_bytes(data: bytes) -> Capture | ElfInfo | None:
+    """:func:`capture` of a whole file in memory, sliced without a reader."""
+    size = len(data)
+
+    def at(off: int, n: int) -> bytes:
+        if off + n > size:
+            raise _Unusual
+        return data[off:off + n]
+
+    try:
+        return _capture(at, size)
+    except _Unusual:
+        return read_elf(io.BytesIO(data))
+
+
+PREFIX_LIMIT = 64 << 20  # a first segment larger than this is not kept in memory (see capture_entry)
+FORWARD_HEAD = 64 << 10  # of a large body, the head read through the entry's cache (the secrets scan reads as much)
+SPOOL_OVER = 64 << 20  # of bodies above this, the prefix read is copied to a temporary file to seek in
+
+
+class _Forward:
+    """``at(off, n)`` over a layer entry read forward once (``Entry.skim``): the file's first segment
+    ``[0, keep)`` is kept as it passes, what lies between it and the bytes asked for later is not."""
+
+    def __init__(self, entry, head: bytes) -> None:  # entry: bilge.layers.Entry
+        self.entry, self.size = entry, entry.size
+        self.prefix = head
+        self.keep: int | None = None  # set by _capture once the program headers are read
+        self.pos = len(head)  # the next byte of the body not yet read
+        self.read: list[tuple[int, bytes]] = []  # what was read past the prefix
+        self.skimmed = False
+
+    def __call__(self, off: int, n: int) -> bytes:
+        end = off + n
+        if end > self.size:
+            raise _Unusual
+        if end <= len(self.prefix):
+            return self.prefix[off:end]
+        if self.keep is None:
+            raise _Unusual  # nothing read beyond the cached head yet: the caller can still read it all
+        if not self.skimmed:  # the first read past the head: the whole first segment, kept
+            self.prefix += self.entry.skim(self.pos, max(end if off < self.keep else 0, self.keep) - self.pos)
+            self.pos = len(self.prefix)
+            self.skimmed = True
+            if end <= len(self.prefix):
+                return self.prefix[off:end]
+        if off < self.pos:
+            raise _Unusual  # passed and not kept: an unusual layout
+        data = self.entry.skim(off, n)
+        self.pos = off + len(data)
+        self.read.append((off, data))
+        return data
+
+    def ranges(self) -> list[tuple[int, bytes]]:
+        return [(0, self.prefix), *self.read]
+
+
+def entry_head(entry) -> bytes:  # entry: bilge.layers.Entry
+    """What :func:`capture_entry` is given: the whole body when it is at most ``WHOLE_BODY`` bytes (the
+    body cache reads such bodies whole anyway), else its first ``FORWARD_HEAD`` bytes; without a copy."""
+    size = entry.size
+    return entry.head(size if size <= bilge_body.WHOLE_BODY else FORWARD_HEAD)
+
+
+def capture_entry(entry, head: bytes) -> Capture | ElfInfo | None:  # entry: bilge.layers.Entry, an ELF file
+    """:func:`capture` of a layer entry, as cheaply as its size allows; ``head`` is :func:`entry_head`.
+
+    A body of at most ``WHOLE_BODY`` bytes is whole in the entry's cache already. Of a larger one, when
+    its first ``PT_LOAD`` segment is read-only and starts the file (the separate-code layout GNU ld, gold
+    and lld write by default), only that segment is kept: it holds the dynamic string table, and the
+    code and data between it and the dynamic section are passed over without being copied. The entry
+    must not be read beyond its cached head after this: the ELF collector is the last visitor to read
+    bodies. A file of another layout is read through the entry's cache, as :func:`capture` of a
+    seekable reader; one whose string table lies where the bytes were passed over (no such file is
+    known) is parsed at once, and its ``ElfInfo.error`` says what could not be read.
+    """
+    size = entry.size
+    if len(head) == size:
+        return capture_bytes(head)
+    at = _Forward(entry, head)
+    try:
+        return _capture(at, size, at)
+    except _Unusual:
+        if at.skimmed:
+            return read_elf(SparseReader(size, _merge(at.ranges())))  # type: ignore[arg-type]
+    if size <= SPOOL_OVER:
+        return capture(entry.fileobj, size)
+    with GrowingSpool(entry.fileobj, size) as spool:  # only the prefix read is copied
+        return capture(spool, size)  # type: ignore[arg-type]
+
+
+def _capture(at: Callable[[int, int], bytes], size: int, forward: _Forward | None = None) -> Capture:
+    head = at(0, min(size, 64))
     wide = head[4:5] == b"\x02"
     if head[:4] != b"\x7fELF" or head[4:5] not in (b"\x01", b"\x02") or head[5:6] not in (b"\x01", b"\x02") \
             or len(head) < (64 if wide else 52):
@@ -148,43 +244,66 @@ def _capture(fh: BinaryIO, size: int) -> Capture:
         raise _Unusual  # the count is in section 0 / pyelftools refuses
     loads: list[tuple[int, int, int]] = []
     dyn: tuple[int, int] | None = None
-    table = _at(fh, phoff, (phnum - 1) * phentsize + phdr.size, size) if phnum else b""
+    table = at(phoff, (phnum - 1) * phentsize + phdr.size) if phnum else b""
     # the whole table, kept and read as one range: read_elf reads each entry of it
     ranges = [(0, head[:ehdr.size]), (phoff, table)]
+    first_flags = None
     for i in range(phnum):
         if wide:
-            p_type, _, p_offset, p_vaddr, _, p_filesz, _, _ = phdr.unpack_from(table, i * phentsize)
+            p_type, p_flags, p_offset, p_vaddr, _, p_filesz, _, _ = phdr.unpack_from(table, i * phentsize)
         else:
-            p_type, p_offset, p_vaddr, _, p_filesz, _, _, _ = phdr.unpack_from(table, i * phentsize)
+            p_type, p_offset, p_vaddr, _, p_filesz, _, p_flags, _ = phdr.unpack_from(table, i * phentsize)
         if p_type == _PT_LOAD:
+            if not loads:
+                first_flags = p_flags
             loads.append((p_vaddr, p_filesz, p_offset))
         elif p_type == _PT_INTERP:
-            ranges.append((p_offset, _at(fh, p_offset, min(p_filesz, 4096), size)))
+            ranges.append((p_offset, at(p_offset, min(p_filesz, 4096))))
         elif p_type == _PT_DYNAMIC and dyn is None:
             dyn = (p_offset, p_filesz)
     if dyn is None:
         return Capture(size, ranges)
     if dyn[1] > CAPTURE_LIMIT:
         raise _Unusual
-    blob = _at(fh, dyn[0], dyn[1], size)
+    if forward is not None and loads and loads[0][2] == 0 and not first_flags & _PF_X \
+            and 0 < loads[0][1] <= min(dyn[0], PREFIX_LIMIT):
+        forward.keep = loads[0][1]  # a read-only first segment: the string table lies in it
+    blob = at(dyn[0], dyn[1])
     ranges.append((dyn[0], blob))
-    entry = struct.Struct(end + ("qQ" if wide else "lL"))
-    strtab = strsz = None
-    for tag, val in entry.iter_unpack(blob[:len(blob) - len(blob) % entry.size]):
-        if tag == 0:
-            break
-        if tag == 5:
-            strtab = val
-        elif tag == 10:
-            strsz = val
+    strtab, strsz = _string_table(blob, end, wide)
     if strtab is not None:
         where = _vaddr_to_offset(loads, strtab)
         where = strtab if where is None else where
         want = strsz if strsz is not None and strsz < (64 << 20) else 1 << 20
         if want > CAPTURE_LIMIT:
             raise _Unusual
-        ranges.append((where, _at(fh, where, want, size)))
+        ranges.append((where, at(where, want)))
     return Capture(size, ranges)
+
+
+def _string_table(blob: bytes, end: str, wide: bool) -> tuple[int | None, int | None]:
+    """(DT_STRTAB, DT_STRSZ) of a dynamic section: the last of each before DT_NULL, as a scan finds them."""
+    size = 16 if wide else 8
+    blob = blob[:len(blob) - len(blob) % size]
+    if end == _NATIVE:  # the common case, without a Python loop over the entries
+        view = memoryview(blob)
+        tags = view.cast("q" if wide else "i")[0::2].tolist()
+        if 0 in tags:
+            del tags[tags.index(0):]
+        vals = view.cast("Q" if wide else "I")[1::2]
+        found = []
+        for tag in (5, 10):
+            found.append(vals[len(tags) - 1 - tags[::-1].index(tag)] if tag in tags else None)
+        return found[0], found[1]
+    strtab = strsz = None
+    for tag, val in struct.iter_unpack(end + ("qQ" if wide else "lL"), blob):
+        if tag == 0:
+            break
+        if tag == 5:
+            strtab = val
+        elif tag == 10:
+            strsz = val
+    return strtab, strsz
 
 
 class LazyElfTable(Mapping):

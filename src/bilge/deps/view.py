@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from bilge.deps.lazyelf import Capture, GrowingSpool, LazyElfTable, capture
+from bilge.deps.lazyelf import LazyElfTable, capture_entry, entry_head
 from bilge.elf import ElfInfo, read_elf
 from bilge.errors import BilgeError
 
@@ -113,11 +113,13 @@ _LOADER_ETC = re.compile(r"^etc/(ld\.so\.conf(\.d/.+)?|ld\.so\.cache|ld\.so\.pre
                          r"|ld-musl-[^/]+\.path|ld\.so\.conf\.d)$")
 SMALL_BUDGET = 64 << 20
 OTHER_ETC_BUDGET = 16 << 20
-SPOOL_OVER = 64 << 20  # of bodies above this, the prefix read is copied to a temporary file to seek in
 
 
 class ElfCollector:
     """A ``walk_image`` visitor: ELF facts of every regular file, and the small files the loader reads.
+
+    It must come last among the visitors that read bodies: of a large ELF file it reads the bytes it
+    needs forward and passes over the rest without keeping it (``bilge.deps.lazyelf.capture_entry``).
 
     Keyed by (layer index, path): afterwards :meth:`view` picks the version visible in the merged
     filesystem, so a library replaced or deleted by a later layer is never used.
@@ -151,31 +153,26 @@ class ElfCollector:
                            bool(_LOADER_ETC.match(entry.path)))
             return
         key = (layer.index, entry.path)
-        head = entry.head(4)
+        size = entry.size
+        data = entry_head(entry)  # the whole body when it is small, else its head
+        head = data[:4]
         if head == b"\x7fELF":
             self.elf_files += 1
-            self.elf_bytes += entry.size
-            info = self._read_elf(entry)
+            self.elf_bytes += size
+            if _LOADER_NAME.match(posixpath.basename(entry.path)) and size <= LOADER_LIMIT:
+                self.small[key] = entry.read(-1)  # (before the capture, which may pass over the body)
+            info = capture_entry(entry, data)
             if info is not None:
                 self.elf[key] = info
-            if _LOADER_NAME.match(posixpath.basename(entry.path)) and entry.size <= LOADER_LIMIT:
-                self.small[key] = entry.read(-1)
         elif not entry.path.startswith("etc/"):  # (every _LOADER_ETC path is under etc/)
             if head[:2] == b"#!":
-                self.small[key] = entry.read(SCRIPT_HEAD)
+                self.small[key] = data[:SCRIPT_HEAD]
         elif _LOADER_ETC.match(entry.path) and entry.size <= ETC_LIMIT:
             self._keep(key, entry.read(-1), True)
         elif entry.size <= ETC_LIMIT and self.other_bytes + entry.size <= OTHER_ETC_BUDGET and head[:2] != b"#!":
             self._keep(key, entry.read(-1), False)
         elif head[:2] == b"#!":
             self.small[key] = entry.read(SCRIPT_HEAD)
-
-    @staticmethod
-    def _read_elf(entry) -> ElfInfo | Capture | None:
-        if entry.size <= SPOOL_OVER:
-            return capture(entry.fileobj, entry.size)
-        with GrowingSpool(entry.fileobj, entry.size) as spool:  # only the prefix read is copied
-            return capture(spool, entry.size)  # type: ignore[arg-type]
 
     def view(self, fs) -> ImageView:  # fs: bilge.fs.MergedFS
         return ImageView(fs, self.elf, self.small)
