@@ -133,10 +133,10 @@ class MergedFS:
 
     def visible(self) -> Iterator[tuple[str, Version]]:
         """Every visible path (the root excluded), sorted."""
-        for path in sorted(self._versions):
-            if path:
-                v = self.lookup(path)
-                if v is not None:
+        for path, versions in sorted(self._versions.items()):  # (keys are unique: no list is compared)
+            if path and versions:
+                v = versions[-1]  # (what lookup(path) gives, without its call for each path)
+                if v.hidden_by is None:
                     yield path, v
 
     def all_versions(self) -> Iterator[tuple[str, Version]]:

@@ -116,18 +116,24 @@ def raw_tree(fs: MergedFS, min_fraction: float = 0.0) -> tuple[_Raw, float]:
 
     for path, layer, size, dead in items:
         d, _, name = path.strip("/").rpartition("/")
-        parent = dir_node(d)
+        parent = dirs.get(d) or dir_node(d)
         if size > 0 and size >= min_bytes:
             leaf = parent.kids.get(name)
             if leaf is None:
                 leaf = parent.kids[name] = _Raw()
             leaf.count(layer, size, dead)
             leaf.is_file = True
+            continue
+        small = parent.small
+        if small is None:
+            small = parent.small = _Raw()
+        if dead:  # (_Raw.count, inline: most files of an image are small)
+            small.dead[layer] = small.dead.get(layer, 0) + size
+            small.dead_files += 1
         else:
-            if parent.small is None:
-                parent.small = _Raw()
-            parent.small.count(layer, size, dead)
-            parent.small_names.add(name)
+            small.vis[layer] = small.vis.get(layer, 0) + size
+            small.files += 1
+        parent.small_names.add(name)
     # totals bottom-up: a directory's own counts are those of a file once at its path (if any),
     # then its merged small files and its children, deepest directories first
     for d in sorted(dirs, key=lambda p: -p.count("/") if p else 1):
