@@ -27,6 +27,10 @@ CAPTURE_LIMIT = 256 << 10  # a dynamic section or string table larger than this:
 _PT_LOAD, _PT_DYNAMIC, _PT_INTERP = 1, 2, 3
 _PF_X = 1
 _NATIVE = "<" if sys.byteorder == "little" else ">"
+# (byte order, 64-bit) -> the ELF header and a program header
+_STRUCTS = {(end, wide): (struct.Struct(end + ("16sHHIQQQIHHHHHH" if wide else "16sHHIIIIIHHHHHH")),
+                          struct.Struct(end + ("IIQQQQQQ" if wide else "IIIIIIII")))
+            for end in "<>" for wide in (False, True)}
 
 
 class SparseReader(WindowReader):
@@ -237,9 +241,8 @@ def _capture(at: Callable[[int, int], bytes], size: int, forward: _Forward | Non
             or len(head) < (64 if wide else 52):
         raise _Unusual  # not ELF, or a header pyelftools refuses or cannot finish
     end = "<" if head[5] == 1 else ">"
-    ehdr = struct.Struct(end + ("16sHHIQQQIHHHHHH" if wide else "16sHHIIIIIHHHHHH"))
+    ehdr, phdr = _STRUCTS[(end, wide)]
     (_, _, _, _, _, phoff, _, _, _, phentsize, phnum, _, _, _) = ehdr.unpack_from(head)
-    phdr = struct.Struct(end + ("IIQQQQQQ" if wide else "IIIIIIII"))
     if phnum >= 0xFFFF or (phoff > 0 and phentsize < phdr.size):
         raise _Unusual  # the count is in section 0 / pyelftools refuses
     loads: list[tuple[int, int, int]] = []
