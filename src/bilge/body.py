@@ -18,6 +18,10 @@ WHOLE_BODY = 1 << 20  # bodies up to this size are read in one piece on first us
 STREAMED = "a large file body was already streamed past this point by another reader"
 
 
+class StreamedPast(RuntimeError):
+    """Bytes of a body that an earlier reader streamed past and the cache did not keep."""
+
+
 class Body:
     """The body of the current tar entry, filled lazily and shared by every reader of the entry.
 
@@ -46,7 +50,7 @@ class Body:
             self._whole()
         head = self._head
         if end > len(head) and self._skimmed:
-            raise RuntimeError(STREAMED)
+            raise StreamedPast(STREAMED)
         if end <= len(head):
             if pos == 0 and end == len(head) and type(head) is bytes:
                 return head
@@ -60,14 +64,14 @@ class Body:
             out = bytes(head[pos:])
             pos = len(head)
         if pos < self._win_start:
-            raise RuntimeError(STREAMED)
+            raise StreamedPast(STREAMED)
         return out + bytes(self._win[pos - self._win_start:end - self._win_start])
 
     def skim(self, pos: int, n: int) -> bytes:
         """Bytes ``[pos, pos + n)`` (fewer at the end of the body) for the last reader of a body: what lies
         between the bytes read so far and ``pos`` is passed over and not kept, nor is what this returns.
         Afterwards other readers can still read the cached head; anything beyond it raises RuntimeError.
-        Raises RuntimeError, too, for bytes already passed that were not kept."""
+        Raises :class:`StreamedPast` (a RuntimeError), too, for bytes already passed that were not kept."""
         end = min(self.size, pos + n)
         out = b""
         if pos < self._consumed:

@@ -281,3 +281,24 @@ def test_a_string_table_in_the_bytes_passed_over_is_reported(tmp_path: Path) -> 
             assert info.needed == () and info.elf_class == 64  # the header's facts stay; no invented names
         return
     pytest.skip("no separate-code ELF file over 1 MiB with a dynamic section in the host's /usr")
+
+
+def test_a_body_streamed_past_by_an_earlier_visitor_gives_an_error_not_an_exception(tmp_path: Path,
+                                                                                    monkeypatch) -> None:
+    """A visitor that read a body over FULL_CACHE_LIMIT whole (a binary scan) leaves only its head: the
+    capture says what it could not read instead of raising."""
+    import bilge.body
+    from bilge.deps.lazyelf import capture_entry
+
+    files = {f"f{i}": p.read_bytes() for i, p in enumerate(large_host_files()[:2])}
+    if not files:
+        pytest.skip("no ELF file over 1 MiB in the host's /usr")
+    monkeypatch.setattr(bilge.body, "FULL_CACHE_LIMIT", 1 << 20)
+    monkeypatch.setattr(bilge.body, "HEAD_CACHE", 512)  # less than the program headers of any of them
+    for entry in _entries_of(tmp_path, files):
+        fh = entry.fileobj
+        while fh.read(1 << 16):  # streamed to the end, as a binary scan does
+            pass
+        got = capture_entry(entry, entry.head(512))
+        info = got.info() if isinstance(got, Capture) else got
+        assert info is not None and info.error, entry.path

@@ -216,22 +216,27 @@ def capture_entry(entry, head: bytes) -> Capture | ElfInfo | None:  # entry: bil
     code and data between it and the dynamic section are passed over without being copied. The entry
     must not be read beyond its cached head after this: the ELF collector is the last visitor to read
     bodies. A file of another layout is read through the entry's cache, as :func:`capture` of a
-    seekable reader; one whose string table lies where the bytes were passed over (no such file is
-    known) is parsed at once, and its ``ElfInfo.error`` says what could not be read.
+    seekable reader. A file whose string table lies where the bytes were passed over (no such file is
+    known), or whose body an earlier visitor streamed past the cache (a full read of a body over
+    64 MiB), is parsed at once from what was read, and its ``ElfInfo.error`` says what could not be.
     """
     size = entry.size
     if len(head) == size:
         return capture_bytes(head)
     at = _Forward(entry, head)
     try:
-        return _capture(at, size, at)
-    except _Unusual:
-        if at.skimmed:
-            return read_elf(SparseReader(size, _merge(at.ranges())))  # type: ignore[arg-type]
-    if size <= SPOOL_OVER:
-        return capture(entry.fileobj, size)
-    with GrowingSpool(entry.fileobj, size) as spool:  # only the prefix read is copied
-        return capture(spool, size)  # type: ignore[arg-type]
+        try:
+            return _capture(at, size, at)
+        except _Unusual:
+            if not at.skimmed:
+                if size <= SPOOL_OVER:
+                    return capture(entry.fileobj, size)
+                with GrowingSpool(entry.fileobj, size) as spool:  # only the prefix read is copied
+                    return capture(spool, size)  # type: ignore[arg-type]
+    except bilge_body.StreamedPast:  # an earlier visitor streamed a body over 64 MiB past its cached head
+        pass
+    # what was read, parsed now: read_elf names in ElfInfo.error the bytes it misses
+    return read_elf(SparseReader(size, _merge(at.ranges())))  # type: ignore[arg-type]
 
 
 def _capture(at: Callable[[int, int], bytes], size: int, forward: _Forward | None = None) -> Capture:
