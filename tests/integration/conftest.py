@@ -490,3 +490,22 @@ def built_image(base_image: str, tmp_path_factory: pytest.TempPathFactory) -> It
     # engine (the engine's build cache keeps the layers shared with other images).
     if tags := [img.tag for key, img in cache.items() if key[2]]:
         docker_rmi(*tags)
+
+
+@pytest.fixture(scope="session")
+def seed_images(
+    built_image: Callable[..., BuiltImage], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[str, dict[str, BuiltImage]]:
+    """The seed's app (tests/integration/seed.py) built once per session, with a fresh token:
+    ``(token, {"single": legacy-built SINGLE, "multi": BuildKit-built MULTI})``. Read-only for the
+    tests that share it (test_rewrite_seed.py, test_diff_engine.py): they run and read the images,
+    never change them."""
+    from tests.integration.seed import MULTI, SINGLE, token
+
+    tok = token()
+    out = {}
+    for name, text, buildkit in (("single", SINGLE, False), ("multi", MULTI, True)):
+        ctx = tmp_path_factory.mktemp(f"ctx-seed-{name}")
+        (ctx / "Dockerfile").write_text(text)
+        out[name] = built_image(ctx, f"seed-{name}", buildkit=buildkit, build_args={"GITHUB_ACCESS_TOKEN": tok})
+    return tok, out

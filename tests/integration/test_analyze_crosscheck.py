@@ -229,7 +229,9 @@ def case(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
             buildkit=builder == "buildkit",
             build_args={"GITHUB_ACCESS_TOKEN": token},
         )
-        skopeo_copy(f"docker-archive:{built.archive}", f"oci:{oci_dir}:latest")
+        # gzip level 1: skopeo compresses every layer here (~25% faster than its default level; the
+        # numbers checked are the layout's own blobs, whatever their compression level)
+        skopeo_copy(f"docker-archive:{built.archive}", f"oci:{oci_dir}:latest", "--dest-compress-level", "1")
         skopeo_copy(f"oci:{oci_dir}:latest", f"oci-archive:{work / 'image-oci.tar'}:latest")
         forms = {
             "docker-archive": f"docker-archive:{built.archive}",

@@ -81,7 +81,8 @@ def image(built_image, app_context: Path):
 @pytest.fixture(scope="session")
 def rootfs(image, docker_engine, tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = tmp_path_factory.mktemp("deps-unpack")
-    docker_engine.skopeo_copy(f"docker-archive:{image.archive}", f"oci:{work / 'oci'}:img")
+    # gzip level 1: the layout exists only for umoci to unpack (faster than skopeo's default level)
+    docker_engine.skopeo_copy(f"docker-archive:{image.archive}", f"oci:{work / 'oci'}:img", "--dest-compress-level", "1")
     return docker_engine.umoci_unpack(work / "oci", "img", work / "bundle")
 
 

@@ -3,7 +3,8 @@ both images unpacked by `umoci unpack` and walked with os.walk + hashlib (no bil
 added / removed / modified sets and byte totals compared with bilge's JSON.
 
 - the seed's first Dockerfile pattern (token build arg, cleanup in a later RUN) against its
-  hand-written multistage rewrite, read from the engine (docker-daemon:) and an OCI layout;
+  hand-written multistage rewrite, read from the engine (docker-daemon:) and an OCI layout (the
+  session's ``seed_images``, shared with test_rewrite_seed.py);
 - one image against a rebuild of it (same content, new mtimes) re-saved through `skopeo copy` to
   an OCI layout with other compression: no differences;
 - an image against `bilge squash` of it: no filesystem differences;
@@ -25,9 +26,7 @@ import pytest
 from bilge.rewrite import slim
 from bilge.source import open_image
 from tests.integration.conftest import skopeo_copy, umoci_unpack
-from tests.integration.test_rewrite_seed import MULTI, SINGLE
 
-TOKEN = "ghp_" + "Zq8" * 12  # fixed, so that repeated sessions reuse the engine's build cache
 SRC = Path(__file__).resolve().parents[2] / "src"
 
 SMALL = """\
@@ -128,13 +127,8 @@ def small(built_image, tmp_path_factory):
     return first, again
 
 
-def test_seed_single_stage_against_its_multistage_rewrite(docker, built_image, tmp_path_factory, tmp_path):
-    token = TOKEN
-    imgs = {}
-    for name, text, buildkit in (("single", SINGLE, False), ("multi", MULTI, True)):
-        ctx = tmp_path_factory.mktemp(f"ctx-diff-seed-{name}")
-        (ctx / "Dockerfile").write_text(text)
-        imgs[name] = built_image(ctx, f"diff-seed-{name}", buildkit=buildkit, build_args={"GITHUB_ACCESS_TOKEN": token})
+def test_seed_single_stage_against_its_multistage_rewrite(docker, seed_images, tmp_path):
+    token, imgs = seed_images
     oci_multi = tmp_path / "oci-multi"
     skopeo_copy(f"docker-archive:{imgs['multi'].archive}", f"oci:{oci_multi}:latest", "--dest-compress-level", "1")
     doc = bilge_json(f"docker-daemon:{imgs['single'].tag}", f"oci:{oci_multi}:latest")

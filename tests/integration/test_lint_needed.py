@@ -55,7 +55,8 @@ def case(request, built_image, docker_engine, tmp_path_factory):
     img = built_image(ctx, f"lint2-needed-{request.param}")
     try:
         work = tmp_path_factory.mktemp(f"lint-needed-unpack-{request.param}")
-        docker_engine.skopeo_copy(f"docker-archive:{img.archive}", f"oci:{work / 'oci'}:img")
+        # gzip level 1: the layout exists only for umoci to unpack (faster than skopeo's default level)
+        docker_engine.skopeo_copy(f"docker-archive:{img.archive}", f"oci:{work / 'oci'}:img", "--dest-compress-level", "1")
         rootfs = docker_engine.umoci_unpack(work / "oci", "img", work / "bundle")
         _code, out = bilge_lint("Dockerfile", "--image", str(img.archive), cwd=ctx)
         yield request.param, out, SavedImage(img.archive), rootfs, img

@@ -14,6 +14,7 @@ import shutil
 import string
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -86,13 +87,31 @@ EXPLAINED_BELOW_HIGH = {
 }
 
 
+@dataclass(frozen=True)
+class RailsImage:
+    tag: str
+    archive: str  # docker-archive:PATH:TAG, one image of the module's one `docker save` archive
+
+
 @pytest.fixture(scope="module")
-def rails(built_image):
+def rails(base_image, tmp_path_factory):
+    """The three targets of the Rails-like image -- corpus, story (a fresh token build arg) and
+    multistage (built on the corpus layers, the story's app copied in) -- written by ONE `docker save`
+    of the three tags: their ~1.5 GB of shared layers are written once, not three times (CI time).
+    Each test reads its image from that archive by tag (``docker-archive:PATH:TAG``)."""
     ctx = HERE / "dockerfiles" / "rails-story"
     token = fresh_token()
-    corpus = built_image(ctx, "prec-rails-corpus", target="corpus")
-    story = built_image(ctx, "prec-rails-story", target="story", build_args={"GITHUB_ACCESS_TOKEN": token})
-    return corpus, story, token
+    args = {"GITHUB_ACCESS_TOKEN": token}
+    tags = {}
+    for target, build_args in (("corpus", {}), ("story", args), ("multistage", args)):
+        tags[target] = f"bilge-it-prec-rails-{target}:{context_digest(ctx, target, sorted(build_args.items()))}"
+        docker_build(ctx, tags[target], build_args=build_args, target=target)
+    archive = tmp_path_factory.mktemp("rails") / "rails.tar"
+    run([DOCKER, "save", "-o", str(archive), *tags.values()])
+    images = {target: RailsImage(tag, f"docker-archive:{archive}:{tag}") for target, tag in tags.items()}
+    yield images["corpus"], images["story"], images["multistage"], token
+    docker_rmi(tags["story"], tags["multistage"])  # tagged by a fresh token: they would pile up
+    archive.unlink()
 
 
 def scan(archive: Path | str, *extra: str) -> tuple[int, dict]:
@@ -103,7 +122,7 @@ def scan(archive: Path | str, *extra: str) -> tuple[int, dict]:
 
 @pytest.mark.slow  # the first build downloads ~600 MB of Debian packages (cached by the engine afterwards)
 def test_corpus_image_has_no_finding_at_high_or_above(docker, rails):
-    corpus, _, _ = rails
+    corpus, _, _, _ = rails
     rc, doc = scan(corpus.archive, "--severity", "low")
     high = [f for f in doc["findings"] if f["severity"] in ("critical", "high")]
     assert high == [], json.dumps(high, indent=1)
@@ -159,7 +178,7 @@ def test_corpus_stack_image_has_no_finding_at_high_or_above(docker, base_image, 
 
 @pytest.mark.slow
 def test_story_image_true_positives_only(docker, rails):
-    _, story, token = rails
+    _, story, _, token = rails
     rc, doc = scan(story.archive)
     assert rc == 1
     high = sorted((f["rule"], f["location"]["kind"], f["location"]["path"] or f["location"]["key"])
@@ -170,14 +189,12 @@ def test_story_image_true_positives_only(docker, rails):
 
 
 @pytest.mark.slow
-def test_multistage_image_reports_only_the_master_key_it_keeps(docker, rails, built_image):
+def test_multistage_image_reports_only_the_master_key_it_keeps(docker, rails):
     """The story's multistage image (target ``multistage``: the corpus + the app copied from the
-    story stage, built on the layers the two tests above already built): the token stays in the
-    builder stage, the copied config/master.key is the one real leak; nothing else at high or above,
-    every lower finding named."""
-    _, story, token = rails
-    img = built_image(HERE / "dockerfiles" / "rails-story", "prec-rails-multistage", target="multistage",
-                      build_args={"GITHUB_ACCESS_TOKEN": token})
+    story stage, built on the corpus and story layers): the token stays in the builder stage, the
+    copied config/master.key is the one real leak; nothing else at high or above, every lower
+    finding named."""
+    _, story, img, token = rails
     hist = run([DOCKER, "history", "--no-trunc", "--format", "{{.CreatedBy}}", img.tag])
     assert token not in hist and "COPY /opt/app /opt/app" in hist  # independent of bilge: no token here
     assert token in run([DOCKER, "history", "--no-trunc", "--format", "{{.CreatedBy}}", story.tag])

@@ -1,10 +1,11 @@
 """The seed's scenario on the real engine: scrub + slim a single-stage image against the same app
 built with a hand-written multistage Dockerfile.
 
-The app is a Ruby script using the pg extension (Debian's ruby + ruby-pg). The single-stage image is
-built like the seed's first Dockerfile: build tools installed in one RUN and purged in a later one, a
-GitHub token passed as a build arg and written to /root/.netrc, deleted in a later RUN. The
-multistage image builds in one stage and installs only the runtime packages in a fresh final stage.
+The two images (tests/integration/seed.py): the app is a Ruby script using the pg extension
+(Debian's ruby + ruby-pg). The single-stage image is built like the seed's first Dockerfile: build
+tools installed in one RUN and purged in a later one, a GitHub token passed as a build arg and
+written to /root/.netrc, deleted in a later RUN. The multistage image builds in one stage and
+installs only the runtime packages in a fresh final stage.
 
 Checked: the slimmed image runs in the engine and prints what the original prints; `bilge secrets`
 finds nothing in it and no byte of it holds the token; it is smaller than the multistage image by
@@ -15,8 +16,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import secrets
-import string
 import tarfile
 from pathlib import Path
 
@@ -24,54 +23,16 @@ import pytest
 
 from bilge.rewrite import scrub, slim
 from bilge.secrets import scan_source
-from bilge.secrets.precision import github_token
 from bilge.source import open_image
 from tests.integration.conftest import DOCKER, run
-
-APP = """printf '%s\\n' 'require "pg"' 'puts "pg #{PG.library_version}"' \\
-  'puts PG::Connection.escape_string("it'"'"'s")' > /app/check.rb"""
-
-SINGLE = f"""\
-FROM bilge-base:bookworm
-RUN apt-get update && apt-get install -y --no-install-recommends ruby ruby-pg build-essential libpq-dev
-ARG GITHUB_ACCESS_TOKEN
-RUN printf 'machine github.com login x-access-token password %s\\n' "$GITHUB_ACCESS_TOKEN" > /root/.netrc \\
- && mkdir -p /app && {APP}
-RUN rm /root/.netrc && apt-get purge -y build-essential libpq-dev && apt-get autoremove -y \\
- && rm -rf /var/lib/apt/lists/*
-CMD ["ruby", "/app/check.rb"]
-"""
-
-MULTI = f"""\
-FROM bilge-base:bookworm AS builder
-RUN apt-get update && apt-get install -y --no-install-recommends ruby ruby-pg build-essential libpq-dev
-ARG GITHUB_ACCESS_TOKEN
-RUN printf 'machine github.com login x-access-token password %s\\n' "$GITHUB_ACCESS_TOKEN" > /root/.netrc \\
- && mkdir -p /app && {APP}
-
-FROM bilge-base:bookworm
-RUN apt-get update && apt-get install -y --no-install-recommends ruby ruby-pg && rm -rf /var/lib/apt/lists/*
-COPY --from=builder /app /app
-CMD ["ruby", "/app/check.rb"]
-"""
 
 KEEP = ["/app", "/usr/lib/ruby", "/usr/lib/x86_64-linux-gnu/ruby"]
 
 
-def token() -> str:
-    return github_token("ghp_", "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(30)))
-
-
 @pytest.fixture(scope="module")
-def images(built_image, tmp_path_factory):
-    tok = token()
-    out = {}
-    for name, text, buildkit in (("single", SINGLE, False), ("multi", MULTI, True)):
-        ctx = tmp_path_factory.mktemp(f"ctx-seed-{name}")
-        (ctx / "Dockerfile").write_text(text)
-        out[name] = built_image(ctx, f"rewrite-seed-{name}", buildkit=buildkit,
-                                build_args={"GITHUB_ACCESS_TOKEN": tok})
-    return tok, out
+def images(seed_images):
+    """The session's seed images (tests/integration/seed.py), shared with test_diff_engine.py."""
+    return seed_images
 
 
 def size(tag: str) -> int:
