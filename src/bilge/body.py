@@ -29,7 +29,7 @@ class Body:
     visitors can read them. Of a larger body only the first HEAD_CACHE bytes stay; past that, readers
     must go forward (one streaming consumer, e.g. a rewrite copying the file). A body up to
     WHOLE_BODY is read in one piece on first use and handed out without copying when a reader asks
-    for all of it.
+    for all of it. The last reader of a large body may :meth:`skim` it: read forward, keeping nothing.
     """
 
     def __init__(self, source: BinaryIO, size: int) -> None:
@@ -73,6 +73,8 @@ class Body:
         Afterwards other readers can still read the cached head; anything beyond it raises RuntimeError.
         Raises :class:`StreamedPast` (a RuntimeError), too, for bytes already passed that were not kept."""
         end = min(self.size, pos + n)
+        if end <= pos:
+            return b""
         out = b""
         if pos < self._consumed:
             out = self.read_at(pos, min(end, self._consumed) - pos)

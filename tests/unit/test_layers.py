@@ -81,6 +81,7 @@ def test_skim_reads_forward_without_keeping_and_leaves_the_head(tmp_path, size):
             got["cached"] = entry.skim(100, 200)  # inside the head already read
             got["across"] = entry.skim(4000, 3000)  # part cached, part from the stream
             got["far"] = entry.skim(size - 1000, 5000)  # past the end: what there is
+            got["none"] = entry.skim(size - 10, 0) + entry.skim(size - 10, -5)  # nothing asked, nothing read
             got["head_again"] = entry.head(4000)
             with pytest.raises(RuntimeError):
                 entry.fileobj.read()
@@ -93,7 +94,7 @@ def test_skim_reads_forward_without_keeping_and_leaves_the_head(tmp_path, size):
         walk_image(src, [first, last])
     assert got["head"] == data[:5000] and got["head_again"] == data[:4000]
     assert got["cached"] == data[100:300] and got["across"] == data[4000:7000]
-    assert got["far"] == data[size - 1000:] and got["next"] == b"next entry"
+    assert got["far"] == data[size - 1000:] and got["next"] == b"next entry" and got["none"] == b""
 
 
 def test_forward_stream_skips_and_refuses_to_go_back():

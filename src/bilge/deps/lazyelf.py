@@ -183,10 +183,12 @@ class _Forward:
             return self.prefix[off:end]
         if self.keep is None:
             raise _Unusual  # nothing read beyond the cached head yet: the caller can still read it all
-        if not self.skimmed:  # the first read past the head: the whole first segment, kept
-            self.prefix += self.entry.skim(self.pos, max(end if off < self.keep else 0, self.keep) - self.pos)
-            self.pos = len(self.prefix)
+        if not self.skimmed:  # the first read past the head: the rest of the first segment, kept
             self.skimmed = True
+            want = max(end if off < self.keep else 0, self.keep)
+            if want > len(self.prefix):  # (a segment shorter than the head is in it already)
+                self.prefix += self.entry.skim(self.pos, want - self.pos)
+                self.pos = len(self.prefix)
             if end <= len(self.prefix):
                 return self.prefix[off:end]
         if off < self.pos:
