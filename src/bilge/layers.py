@@ -298,9 +298,7 @@ class Entry:
         """A new, independent, seekable reader of the body (empty for non-files). Valid until the next entry."""
         if self.type != "file" or self._stream is None or self.size == 0:
             return io.BytesIO(b"")  # type: ignore[return-value]
-        if self._body is None:
-            self._body = Body(BodyStream(self._stream, self._offset, self.size), self.size)  # type: ignore[arg-type]
-        return BodyReader(self._body)  # type: ignore[return-value]
+        return BodyReader(self._cache())  # type: ignore[return-value]
 
     def read(self, n: int = -1) -> bytes:
         """The first ``n`` bytes of the body (all of it with -1); every call starts at offset 0."""
@@ -310,22 +308,20 @@ class Entry:
         """``read(n)`` without making a reader: served from the body cache (filled as far as needed,
         the whole body when it is at most WHOLE_BODY bytes). The whole cached body is returned
         without a copy."""
-        body = self._body
-        if body is None:
-            if self.type != "file" or self._stream is None or self.size == 0:
-                return b""
-            body = self._body = Body(BodyStream(self._stream, self._offset, self.size), self.size)  # type: ignore[arg-type]
-        return body.read_at(0, n)
+        body = self._body or self._cache()
+        return body.read_at(0, n) if body is not None else b""
 
     def skim(self, pos: int, n: int) -> bytes:
         """``n`` bytes at ``pos`` for the last reader of the body, read forward without keeping what is
         passed over (:meth:`bilge.body.Body.skim`); others can still read the cached head afterwards."""
-        body = self._body
-        if body is None:
-            if self.type != "file" or self._stream is None or self.size == 0:
-                return b""
-            body = self._body = Body(BodyStream(self._stream, self._offset, self.size), self.size)  # type: ignore[arg-type]
-        return body.skim(pos, n)
+        body = self._body or self._cache()
+        return body.skim(pos, n) if body is not None else b""
+
+    def _cache(self) -> Body | None:
+        """The body cache every reader of this entry shares, made on first use (None without a body)."""
+        if self._body is None and self.type == "file" and self._stream is not None and self.size:
+            self._body = Body(BodyStream(self._stream, self._offset, self.size), self.size)  # type: ignore[arg-type]
+        return self._body
 
     def chunks(self) -> Iterator[bytes]:
         """The whole body in pieces straight from the layer stream, nothing kept: for the one reader
