@@ -158,7 +158,6 @@ def test_big_elf_bodies_are_spooled(base: Root, tmp_path: Path, monkeypatch: pyt
     monkeypatch.setattr(bilge.body, "WHOLE_BODY", 1024)
     # a head too short for the program headers: read through the cache (and spooled past 4096 bytes)
     monkeypatch.setattr(bilge.deps.lazyelf, "FORWARD_HEAD", forward_head)
-    monkeypatch.setattr(bilge.deps.lazyelf, "SPOOL_OVER", 4096)
     ref = write_image(tmp_path / "img.tar", [items_of(base.path)])
     res, collector = image_closure(ref, binaries=["/usr/bin/p"])
     assert not res.missing and collector.elf_files == 4

@@ -160,7 +160,6 @@ def capture_bytes(data: bytes) -> Capture | ElfInfo | None:
 
 PREFIX_LIMIT = 64 << 20  # a first segment larger than this is not kept in memory (see capture_entry)
 FORWARD_HEAD = 64 << 10  # of a large body, the head read through the entry's cache (the secrets scan reads as much)
-SPOOL_OVER = 64 << 20  # of bodies above this, the prefix read is copied to a temporary file to seek in
 
 
 class _Forward:
@@ -231,9 +230,10 @@ def capture_entry(entry, head: bytes) -> Capture | ElfInfo | None:  # entry: bil
             return _capture(at, size, at)
         except _Unusual:
             if not at.skimmed:
-                if size <= SPOOL_OVER:
+                if size <= bilge_body.FULL_CACHE_LIMIT:  # the body cache keeps it whole: seek in it
                     return capture(entry.fileobj, size)
-                with GrowingSpool(entry.fileobj, size) as spool:  # only the prefix read is copied
+                # of a larger body the cache keeps only the head: the prefix read is copied to seek in
+                with GrowingSpool(entry.fileobj, size) as spool:
                     return capture(spool, size)  # type: ignore[arg-type]
     except bilge_body.StreamedPast:  # an earlier visitor streamed a body over 64 MiB past its cached head
         pass

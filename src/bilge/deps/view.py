@@ -172,7 +172,7 @@ class ElfCollector:
         elif entry.size <= ETC_LIMIT and self.other_bytes + entry.size <= OTHER_ETC_BUDGET and head[:2] != b"#!":
             self._keep(key, entry.read(-1), False)
         elif head[:2] == b"#!":
-            self.small[key] = entry.read(SCRIPT_HEAD)
+            self.small[key] = data[:SCRIPT_HEAD]
 
     def view(self, fs) -> ImageView:  # fs: bilge.fs.MergedFS
         return ImageView(fs, self.elf, self.small)
