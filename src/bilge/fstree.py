@@ -127,12 +127,7 @@ def raw_tree(fs: MergedFS, min_fraction: float = 0.0) -> tuple[_Raw, float]:
         small = parent.small
         if small is None:
             small = parent.small = _Raw()
-        if dead:  # (_Raw.count, inline: most files of an image are small)
-            small.dead[layer] = small.dead.get(layer, 0) + size
-            small.dead_files += 1
-        else:
-            small.vis[layer] = small.vis.get(layer, 0) + size
-            small.files += 1
+        small.count(layer, size, dead)
         parent.small_names.add(name)
     # totals bottom-up: a directory's own counts are those of a file once at its path (if any),
     # then its merged small files and its children, deepest directories first
