@@ -501,6 +501,38 @@ def test_probes_run_side_by_side_each_with_its_own_limit_results_in_order(base_l
         session.close()
 
 
+def _allowed(status: bytes) -> str:
+    """The Cpus_allowed_list of a /proc/PID/status."""
+    (line,) = [x for x in status.decode().splitlines() if x.startswith("Cpus_allowed_list:")]
+    return line.split(":", 1)[1].strip()
+
+
+def test_traced_runs_are_pinned_each_to_its_own_cpu_untraced_runs_are_not(base_layer, tmp_path, work):
+    """bilge.probe.runner: strace and the sandbox it traces share one CPU, a different one for each
+    traced run at the same time; an untraced run keeps every CPU this process may use. (Read from
+    inside the sandbox: its own /proc/self/status.)"""
+    from bilge.probe.runner import run_probes
+    from bilge.probe.session import sandbox_spec
+
+    cpus = sorted(os.sched_getaffinity(0))
+    ref = image_of(tmp_path / "base.tar", [base_layer])
+    session, _ = trace(ref, ["true"], work)
+    try:
+        spec = sandbox_spec(session.full.rootfs, session.read, session.src.image, session.opts)
+        status = ("cat", "/proc/self/status")
+        runs = run_probes([(spec, status, session.full.top / "trace-a"), (spec, status, session.full.top / "trace-b"),
+                           (spec, status, None)], workers=3)
+    finally:
+        session.close()
+    assert [r.exit_code for r in runs] == [0, 0, 0]
+    first, second, untraced = (_allowed(r.stdout) for r in runs)
+    assert first == str(cpus[0])
+    if len(cpus) > 1:
+        assert second == str(cpus[1])
+    assert untraced == _allowed(Path("/proc/self/status").read_bytes())
+    assert runs[0].traced and runs[1].traced and not runs[2].traced
+
+
 @pytest.mark.parametrize("transport", ["docker-archive", "oci"])
 def test_archive_written_while_verifying_is_given_up_when_the_slim_run_differs(base_layer, tmp_path, work,
                                                                                  transport):
