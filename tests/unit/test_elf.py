@@ -137,3 +137,59 @@ def test_damaged_files_never_raise(sample_lib: bytes, data: st.DataObject) -> No
     cut = data.draw(st.integers(0, len(blob)))
     info = read_elf(io.BytesIO(bytes(blob[:cut])))
     assert info is None or isinstance(info, ElfInfo)
+
+
+def _with_pyelftools_class(data: bytes, monkeypatch: pytest.MonkeyPatch) -> ElfInfo | None:
+    """read_elf through pyelftools' own ELFFile (its struct definitions built for the file)."""
+    import bilge.elf as elf
+    from elftools.elf.elffile import ELFFile
+
+    with monkeypatch.context() as m:
+        m.setattr(elf, "_OPEN", ELFFile)
+        return read_elf_bytes(data)
+
+
+def _host_elf_files(limit: int = 120) -> list[Path]:
+    found = []
+    for d in ("/usr/bin", "/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib"):
+        for p in sorted(Path(d).glob("*"))[:400] if Path(d).is_dir() else []:
+            try:
+                if p.is_file() and not p.is_symlink() and p.open("rb").read(4) == b"\x7fELF":
+                    found.append(p)
+            except OSError:
+                continue
+            if len(found) >= limit:
+                return found
+    return found
+
+
+def test_shared_struct_definitions_give_pyelftools_own_answers(r: Root, monkeypatch: pytest.MonkeyPatch) -> None:
+    """read_elf's ELFFile (struct definitions made once per kind of file) gives the same facts as
+    pyelftools' own class, on the host's programs and libraries and on 32-bit, foreign and musl files."""
+    import bilge.elf as elf
+
+    assert elf._OPEN is elf._ELFFile  # the pyelftools the project pins has the internals it repeats
+    files = [p.read_bytes() for p in _host_elf_files()]
+    assert len(files) >= 20
+    a = r.lib("l/liba.so.1", "liba.so.1", "a", "A")
+    foreign = bytearray(a.read_bytes())
+    foreign[18:20] = (183).to_bytes(2, "little")  # EM_AARCH64
+    files += [a.read_bytes(), bytes(foreign), r.lib("l/lib32.so.1", "lib32.so.1", "x", "X", m32=True).read_bytes()]
+    for data in files:
+        assert read_elf_bytes(data) == _with_pyelftools_class(data, monkeypatch)
+    assert len(elf._STRUCTS) >= 2
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_shared_struct_definitions_on_damaged_files(sample_lib: bytes, monkeypatch: pytest.MonkeyPatch,
+                                                    data: st.DataObject) -> None:
+    """The same facts, or the same error, as pyelftools' own class on damaged files (header bytes
+    changed: class, byte order, type, machine, OS/ABI, program header table; and cut short)."""
+    blob = bytearray(sample_lib)
+    for _ in range(data.draw(st.integers(1, 6))):
+        pos = data.draw(st.integers(0, 63))
+        blob[pos] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(0, len(blob)))
+    damaged = bytes(blob[:cut])
+    assert read_elf_bytes(damaged) == _with_pyelftools_class(damaged, monkeypatch)
