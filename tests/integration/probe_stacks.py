@@ -1,12 +1,16 @@
-"""Application images for `bilge slim --probe`, built from Debian's packages only (no PyPI, no npm, no
-rubygems: the engine's builds reach Debian's mirror and nothing else).
+"""Application images for `bilge slim --probe`: three built from Debian's packages only (flask,
+express, rails: the engine's builds need Debian's mirror and nothing else) and two built the way most
+users build them, from the language's own registry (flask-pip: Flask + gunicorn from PyPI into a venv;
+express-npm: express from the npm registry into /app/node_modules).
 
 Each stack has a single-stage Dockerfile the way the story's first Dockerfile is written (build tools
-and headers installed next to the runtime), the hand-made multistage equivalent (the runtime packages
-only in a fresh final stage), the probes that exercise the app (load its libraries, boot it and
-answer one request over the sandbox's loopback), and the runtime trees a user would name by hand
-for ``slim --keep``. Used by tests/integration/test_probe_stacks.py (BILGE_PROBE_STACKS=all) and
-benchmarks/probe_bench.py.
+and headers installed next to the runtime), the hand-made multistage equivalent (the runtime only in a
+fresh final stage), the probes that exercise the app (load its libraries, boot it and answer one
+request over the sandbox's loopback), and the runtime trees a user would name by hand for
+``slim --keep``. A stack whose build needs a registry other than Debian's names it in ``registry``
+(host, port): the test skips it when the engine's containers cannot reach it (PyPI is reachable in
+CI, the npm registry is not). Used by tests/integration/test_probe_stacks.py (BILGE_PROBE_STACKS=all)
+and benchmarks/probe_bench.py.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ class Stack:
     probes: tuple[str, ...]
     keep: tuple[str, ...]  # what a user names by hand for `slim --keep` (with --entrypoint)
     env: dict[str, str] = field(default_factory=dict)
+    registry: tuple[str, int] | None = None  # a registry other than Debian's the build downloads from
 
 
 FLASK_APP = """\
@@ -159,4 +164,66 @@ CMD ["ruby", "-e", "require '/app/app'; puts Rails.application.class"]
           "/usr/share/passenger", "/usr/bin/passenger"),
 )
 
-STACKS = {s.name: s for s in (FLASK, EXPRESS, RAILS)}
+# Flask + gunicorn from PyPI into a venv, the common modern way (python3 -m venv; pip install).
+_PIP_BUILD = """\
+RUN apt-get update && apt-get install -y --no-install-recommends \\
+      python3 python3-pip python3-venv build-essential python3-dev \\
+ && rm -rf /var/lib/apt/lists/*
+RUN python3 -m venv /opt/venv && /opt/venv/bin/pip install flask gunicorn
+"""
+_PIP_RUN = """\
+ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+WORKDIR /app
+CMD ["gunicorn", "--bind", "0.0.0.0:8000", "app:app"]
+"""
+FLASK_PIP = Stack(
+    name="flask-pip",
+    single=f"""\
+FROM bilge-base:bookworm
+{_PIP_BUILD}COPY app.py /app/app.py
+{_PIP_RUN}""",
+    multi=f"""\
+FROM bilge-base:bookworm AS build
+{_PIP_BUILD}COPY app.py /app/app.py
+
+FROM bilge-base:bookworm
+RUN apt-get update && apt-get install -y --no-install-recommends python3 && rm -rf /var/lib/apt/lists/*
+COPY --from=build /opt/venv /opt/venv
+COPY --from=build /app /app
+{_PIP_RUN}""",
+    files={"app.py": FLASK_APP},
+    probes=FLASK.probes,  # python3 and gunicorn are /opt/venv/bin's, first on the image's PATH
+    keep=("/app", "/opt/venv", "/usr/lib/python3.11", "/usr/bin/python3", "/usr/bin/python3.11"),
+    registry=("pypi.org", 443),
+)
+
+# express from the npm registry into /app/node_modules (`npm install express`), node from Debian.
+_NPM_BUILD = """\
+RUN apt-get update && apt-get install -y --no-install-recommends nodejs npm build-essential \\
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /app
+RUN npm install express
+COPY app.js /app/app.js
+"""
+EXPRESS_NPM = Stack(
+    name="express-npm",
+    single=f"""\
+FROM bilge-base:bookworm
+{_NPM_BUILD}CMD ["node", "/app/app.js"]
+""",
+    multi=f"""\
+FROM bilge-base:bookworm AS build
+{_NPM_BUILD}
+FROM bilge-base:bookworm
+RUN apt-get update && apt-get install -y --no-install-recommends nodejs && rm -rf /var/lib/apt/lists/*
+COPY --from=build /app /app
+WORKDIR /app
+CMD ["node", "/app/app.js"]
+""",
+    files={"app.js": EXPRESS_APP},
+    probes=EXPRESS.probes,
+    keep=("/app", "/usr/lib/x86_64-linux-gnu/nodejs"),
+    registry=("registry.npmjs.org", 443),
+)
+
+STACKS = {s.name: s for s in (FLASK, EXPRESS, RAILS, FLASK_PIP, EXPRESS_NPM)}
