@@ -1,21 +1,32 @@
 """Application images for `bilge slim --probe`: three built from Debian's packages only (flask,
 express, rails: the engine's builds need Debian's mirror and nothing else) and two built the way most
-users build them, from the language's own registry (flask-pip: Flask + gunicorn from PyPI into a venv;
-express-npm: express from the npm registry into /app/node_modules).
+users build them, from the language's own registry (flask-pip: Flask + gunicorn from PyPI into a venv
+with pip; express-npm: express from the npm registry into /app/node_modules with npm).
 
 Each stack has a single-stage Dockerfile the way the story's first Dockerfile is written (build tools
 and headers installed next to the runtime), the hand-made multistage equivalent (the runtime only in a
 fresh final stage), the probes that exercise the app (load its libraries, boot it and answer one
 request over the sandbox's loopback), and the runtime trees a user would name by hand for
-``slim --keep``. A stack whose build needs a registry other than Debian's names it in ``registry``
-(host, port): the test skips it when the engine's containers cannot reach it (PyPI is reachable in
-CI, the npm registry is not). Used by tests/integration/test_probe_stacks.py (BILGE_PROBE_STACKS=all)
-and benchmarks/probe_bench.py.
+``slim --keep``. The engine's builds reach Debian's mirror (plain http) but cannot verify the TLS of
+PyPI or the npm registry on these machines (an intercepting proxy's certificate), so, as for the
+precision corpus, the registry's packages are downloaded here, by the host's pip or npm, into the
+build context (:func:`write_context`), and the build installs them with the image's own pip or npm
+from that download (`pip install --no-index --find-links`, `npm install --offline` from npm's cache):
+the installed trees are what `pip install flask gunicorn` and `npm install express` make. When the
+download fails (no npm on the host, the registry unreachable: the npm registry in CI) the stack is
+unavailable (:class:`Unavailable`). Used by tests/integration/test_probe_stacks.py
+(BILGE_PROBE_STACKS=all) and benchmarks/probe_bench.py.
 """
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.tools import ToolError, run_tool, which
 
 
 @dataclass(frozen=True)
@@ -27,7 +38,7 @@ class Stack:
     probes: tuple[str, ...]
     keep: tuple[str, ...]  # what a user names by hand for `slim --keep` (with --entrypoint)
     env: dict[str, str] = field(default_factory=dict)
-    registry: tuple[str, int] | None = None  # a registry other than Debian's the build downloads from
+    fetch: str | None = None  # "pip" or "npm": packages downloaded into the build context first
 
 
 FLASK_APP = """\
@@ -169,7 +180,8 @@ _PIP_BUILD = """\
 RUN apt-get update && apt-get install -y --no-install-recommends \\
       python3 python3-pip python3-venv build-essential python3-dev \\
  && rm -rf /var/lib/apt/lists/*
-RUN python3 -m venv /opt/venv && /opt/venv/bin/pip install flask gunicorn
+RUN --mount=type=bind,source=wheels,target=/tmp/wheels \\
+    python3 -m venv /opt/venv && /opt/venv/bin/pip install --no-index --find-links /tmp/wheels flask gunicorn
 """
 _PIP_RUN = """\
 ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
@@ -194,7 +206,7 @@ COPY --from=build /app /app
     files={"app.py": FLASK_APP},
     probes=FLASK.probes,  # python3 and gunicorn are /opt/venv/bin's, first on the image's PATH
     keep=("/app", "/opt/venv", "/usr/lib/python3.11", "/usr/bin/python3", "/usr/bin/python3.11"),
-    registry=("pypi.org", 443),
+    fetch="pip",
 )
 
 # express from the npm registry into /app/node_modules (`npm install express`), node from Debian.
@@ -202,7 +214,7 @@ _NPM_BUILD = """\
 RUN apt-get update && apt-get install -y --no-install-recommends nodejs npm build-essential \\
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
-RUN npm install express
+RUN --mount=type=bind,source=npm-cache,target=/root/.npm,rw npm install --offline express
 COPY app.js /app/app.js
 """
 EXPRESS_NPM = Stack(
@@ -223,7 +235,52 @@ CMD ["node", "/app/app.js"]
     files={"app.js": EXPRESS_APP},
     probes=EXPRESS.probes,
     keep=("/app", "/usr/lib/x86_64-linux-gnu/nodejs"),
-    registry=("registry.npmjs.org", 443),
+    fetch="npm",
 )
 
 STACKS = {s.name: s for s in (FLASK, EXPRESS, RAILS, FLASK_PIP, EXPRESS_NPM)}
+
+
+class Unavailable(Exception):
+    """A stack's packages could not be downloaded from its registry here (the reason)."""
+
+
+def _fetch_pip(ctx: Path) -> None:
+    # The wheels pip would pick for the image's CPython 3.11 (Debian bookworm's), whatever runs this.
+    cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:", "--python-version", "3.11",
+           "--implementation", "cp", "--platform", "manylinux2014_x86_64", "--dest", str(ctx / "wheels"),
+           "flask", "gunicorn"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0 or not list((ctx / "wheels").glob("[Ff]lask-*.whl")):
+        raise Unavailable(f"cannot download flask and gunicorn from PyPI: {proc.stderr.strip()[-300:]}")
+
+
+def _fetch_npm(ctx: Path) -> None:
+    if which("npm") is None:
+        raise Unavailable("npm is not installed on this host (it downloads express from the npm registry)")
+    with tempfile.TemporaryDirectory(prefix="npm-fetch-") as prefix:
+        try:
+            run_tool("npm", "install", "--prefix", prefix, "--cache", ctx / "npm-cache", "--no-audit",
+                     "--no-fund", "--fetch-retries", "1", "express", timeout=300)
+        except (ToolError, subprocess.TimeoutExpired) as exc:
+            raise Unavailable(f"cannot download express from the npm registry: {str(exc)[-300:]}") from exc
+    for junk in ("_logs", "_update-notifier-last-checked"):
+        path = ctx / "npm-cache" / junk
+        if path.is_dir():
+            for f in path.iterdir():
+                f.unlink()
+            path.rmdir()
+        elif path.exists():
+            path.unlink()
+
+
+def write_context(stack: Stack, kind: str, ctx: Path) -> None:
+    """Write the build context of ``stack``'s ``kind`` ("single" or "multi") Dockerfile into ``ctx``,
+    with its registry packages downloaded (raises :class:`Unavailable` when they cannot be)."""
+    (ctx / "Dockerfile").write_text(stack.single if kind == "single" else stack.multi)
+    for name, body in stack.files.items():
+        (ctx / name).write_text(body)
+    if stack.fetch == "pip":
+        _fetch_pip(ctx)
+    elif stack.fetch == "npm":
+        _fetch_npm(ctx)
