@@ -11,8 +11,11 @@ request over the sandbox's loopback), and the runtime trees a user would name by
 PyPI or the npm registry on these machines (an intercepting proxy's certificate), so, as for the
 precision corpus, the registry's packages are downloaded here, by the host's pip or npm, into the
 build context (:func:`write_context`), and the build installs them with the image's own pip or npm
-from that download (`pip install --no-index --find-links`, `npm install --offline` from npm's cache):
-the installed trees are what `pip install flask gunicorn` and `npm install express` make. When the
+from that download (`pip install --no-index --find-links /tmp/wheels flask gunicorn`). For npm that
+does not work (Debian's npm 9 in the image does not use the host npm's cached registry documents:
+`npm ci --offline` fails with ENOTCACHED), so the host's `npm install express` runs in the build
+context and the Dockerfile copies its package.json, lock file and node_modules into /app (express
+and its dependencies are JavaScript only: the tree is the same whichever npm unpacks it). When the
 download fails (no npm on the host, the registry unreachable: the npm registry in CI) the stack is
 unavailable (:class:`Unavailable`). Used by tests/integration/test_probe_stacks.py
 (BILGE_PROBE_STACKS=all) and benchmarks/probe_bench.py.
@@ -22,7 +25,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -209,12 +211,14 @@ COPY --from=build /app /app
     fetch="pip",
 )
 
-# express from the npm registry into /app/node_modules (`npm install express`), node from Debian.
+# express from the npm registry into /app/node_modules (`npm install express`, run on the host: see
+# the module's docstring), node and npm from Debian.
 _NPM_BUILD = """\
 RUN apt-get update && apt-get install -y --no-install-recommends nodejs npm build-essential \\
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
-RUN --mount=type=bind,source=npm-cache,target=/root/.npm,rw npm install --offline express
+COPY package.json package-lock.json /app/
+COPY node_modules /app/node_modules
 COPY app.js /app/app.js
 """
 EXPRESS_NPM = Stack(
@@ -257,21 +261,12 @@ def _fetch_pip(ctx: Path) -> None:
 
 def _fetch_npm(ctx: Path) -> None:
     if which("npm") is None:
-        raise Unavailable("npm is not installed on this host (it downloads express from the npm registry)")
-    with tempfile.TemporaryDirectory(prefix="npm-fetch-") as prefix:
-        try:
-            run_tool("npm", "install", "--prefix", prefix, "--cache", ctx / "npm-cache", "--no-audit",
-                     "--no-fund", "--fetch-retries", "1", "express", timeout=300)
-        except (ToolError, subprocess.TimeoutExpired) as exc:
-            raise Unavailable(f"cannot download express from the npm registry: {str(exc)[-300:]}") from exc
-    for junk in ("_logs", "_update-notifier-last-checked"):
-        path = ctx / "npm-cache" / junk
-        if path.is_dir():
-            for f in path.iterdir():
-                f.unlink()
-            path.rmdir()
-        elif path.exists():
-            path.unlink()
+        raise Unavailable("npm is not installed on this host (it installs express from the npm registry)")
+    try:
+        run_tool("npm", "install", "--prefix", ctx, "--no-audit", "--no-fund", "--fetch-retries", "1",
+                 "express", timeout=300)
+    except (ToolError, subprocess.TimeoutExpired) as exc:
+        raise Unavailable(f"cannot install express from the npm registry: {str(exc)[-300:]}") from exc
 
 
 def write_context(stack: Stack, kind: str, ctx: Path) -> None:
