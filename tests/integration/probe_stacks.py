@@ -238,7 +238,9 @@ CMD ["node", "/app/app.js"]
 """,
     files={"app.js": EXPRESS_APP},
     probes=EXPRESS.probes,
-    keep=("/app", "/usr/lib/x86_64-linux-gnu/nodejs"),
+    # /usr/share/nodejs: Debian's node loads some of its builtins from there (cjs-module-lexer, undici,
+    # acorn); without it node aborts at start-up ("Cannot load externalized builtin").
+    keep=("/app", "/usr/share/nodejs", "/usr/lib/x86_64-linux-gnu/nodejs"),
     fetch="npm",
 )
 
