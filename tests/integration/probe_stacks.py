@@ -267,8 +267,12 @@ def _fetch_npm(ctx: Path) -> None:
     try:
         run_tool("npm", "install", "--prefix", ctx, "--no-audit", "--no-fund", "--fetch-retries", "1",
                  "express", timeout=300)
-    except (ToolError, subprocess.TimeoutExpired) as exc:
-        raise Unavailable(f"cannot install express from the npm registry: {str(exc)[-300:]}") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise Unavailable("cannot install express from the npm registry: no answer in 300 s") from exc
+    except ToolError as exc:
+        said = [ln.split(" ", 2)[-1].strip() for ln in (exc.output or "").splitlines()
+                if ln.startswith(("npm error", "npm ERR!")) and ln.split(" ", 2)[-1].strip()]
+        raise Unavailable(f"cannot install express from the npm registry: {'; '.join(said[:2])}") from exc
 
 
 def write_context(stack: Stack, kind: str, ctx: Path) -> None:
