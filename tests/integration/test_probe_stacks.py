@@ -2,7 +2,7 @@
 Debian's packages; Flask + gunicorn from PyPI and express from npm): slimmed with `--probe` and no
 `--keep`, the image runs every probe in the real engine with the original's output, and is smaller
 than both the hand-made multistage build and `slim --keep` with the runtime trees named by hand (the
-Rails one: at most 0.25x the multistage build).
+Rails and the Flask-from-PyPI ones: at most 0.25x the multistage build).
 
 Minutes of building each: not in CI. Run with BILGE_PROBE_STACKS=all (or a comma-separated list of
 stack names). A stack built from another registry (PyPI, npm) skips when its packages cannot be
@@ -71,7 +71,7 @@ def test_stack_slimmed_by_probe_runs_and_beats_multistage(name, built_image, tmp
         probe_size, keep_size = engine_size(tags["probe"]), engine_size(tags["keep"])
         multi_size = engine_size(images["multi"].tag)
         assert probe_size < keep_size and probe_size < multi_size
-        if name == "rails":
+        if name in ("rails", "flask-pip"):  # express(-npm): node's own 98 MB make 0.24-0.27x (README)
             assert probe_size <= 0.25 * multi_size
     finally:
         docker_rmi(*tags.values())
