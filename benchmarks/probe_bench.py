@@ -1,6 +1,6 @@
-"""Benchmark: `bilge slim --probe` on application images built from Debian's packages.
+"""Benchmark: `bilge slim --probe` on application images built from Debian's packages, PyPI and npm.
 
-    python benchmarks/probe_bench.py                      # every stack (flask, express, rails)
+    python benchmarks/probe_bench.py                      # every stack (flask, express, rails, flask-pip, express-npm)
     python benchmarks/probe_bench.py --stack flask --json benchmarks/work/probe.json
 
 For each stack of tests/integration/probe_stacks.py, in one run:
@@ -36,7 +36,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "src"))
 sys.path.insert(0, str(HERE.parent))
 
-from tests.integration.probe_stacks import STACKS, Stack  # noqa: E402
+from tests.integration.probe_stacks import STACKS, Stack, write_context  # noqa: E402
 
 DOCKER = "/usr/bin/docker"
 
@@ -52,11 +52,9 @@ def must(cmd: list[str], **kw) -> str:
     return proc.stdout
 
 
-def build(text: str, files: dict[str, str], tag: str) -> None:
+def build(stack: Stack, kind: str, tag: str) -> None:
     with tempfile.TemporaryDirectory(prefix="probe-bench-") as ctx:
-        Path(ctx, "Dockerfile").write_text(text)
-        for name, body in files.items():
-            Path(ctx, name).write_text(body)
+        write_context(stack, kind, Path(ctx))  # with PyPI's or npm's packages downloaded (flask-pip, express-npm)
         must([DOCKER, "build", "-q", "-t", tag, ctx], env={**os.environ, "DOCKER_BUILDKIT": "1"})
 
 
@@ -85,8 +83,8 @@ def bench(stack: Stack, work: Path) -> dict:
     single, multi = f"probe-bench-{stack.name}:single", f"probe-bench-{stack.name}:multi"
     slim_tag, keep_tag = f"probe-bench-{stack.name}:slim", f"probe-bench-{stack.name}:keep"
     t = time.perf_counter()
-    build(stack.single, stack.files, single)
-    build(stack.multi, stack.files, multi)
+    build(stack, "single", single)
+    build(stack, "multi", multi)
     build_s = time.perf_counter() - t
     archive = work / f"{stack.name}.tar"
     must([DOCKER, "save", "-o", str(archive), single])

@@ -1,10 +1,13 @@
-"""The larger stacks of issue 13 (Flask, Express, Rails + Passenger + pg + mysql2 + nokogiri), each built
-from Debian's packages: slimmed with `--probe` and no `--keep`, the image runs every probe in the real
-engine with the original's output, and is smaller than both the hand-made multistage build and
-`slim --keep` with the runtime trees named by hand (the Rails one: at most 0.25x the multistage build).
+"""The larger stacks of issue 13 (Flask, Express, Rails + Passenger + pg + mysql2 + nokogiri built from
+Debian's packages; Flask + gunicorn from PyPI and express from npm): slimmed with `--probe` and no
+`--keep`, the image runs every probe in the real engine with the original's output, and is smaller
+than both the hand-made multistage build and `slim --keep` with the runtime trees named by hand (the
+Rails and the Flask-from-PyPI ones: at most 0.25x the multistage build).
 
 Minutes of building each: not in CI. Run with BILGE_PROBE_STACKS=all (or a comma-separated list of
-stack names). benchmarks/probe_bench.py measures the same stacks with timings.
+stack names). A stack built from another registry (PyPI, npm) skips when its packages cannot be
+downloaded here (see probe_stacks.py; the npm registry is not reachable in CI).
+benchmarks/probe_bench.py measures the same stacks with timings.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from bilge.probe import ProbeOptions, parse_probes
 from bilge.rewrite import slim
 from bilge.source import open_image
 from tests.integration.conftest import DOCKER, docker_rmi, run
-from tests.integration.probe_stacks import STACKS
+from tests.integration.probe_stacks import STACKS, Unavailable, write_context
 
 WANTED = os.environ.get("BILGE_PROBE_STACKS", "")
 
@@ -45,11 +48,12 @@ def test_stack_slimmed_by_probe_runs_and_beats_multistage(name, built_image, tmp
         pytest.skip(f"set BILGE_PROBE_STACKS=all (or {name}) to build and slim the {name} stack")
     stack = STACKS[name]
     images = {}
-    for kind, text in (("single", stack.single), ("multi", stack.multi)):
+    for kind in ("single", "multi"):
         ctx = tmp_path_factory.mktemp(f"ctx-{name}-{kind}")
-        (ctx / "Dockerfile").write_text(text)
-        for fname, body in stack.files.items():
-            (ctx / fname).write_text(body)
+        try:
+            write_context(stack, kind, ctx)
+        except Unavailable as exc:
+            pytest.skip(f"the {name} stack cannot be built here: {exc}")
         images[kind] = built_image(ctx, f"probe-{name}-{kind}")
     want = engine_outputs(images["single"].tag, stack.probes)
     out = tmp_path_factory.mktemp(f"out-{name}")
@@ -67,7 +71,7 @@ def test_stack_slimmed_by_probe_runs_and_beats_multistage(name, built_image, tmp
         probe_size, keep_size = engine_size(tags["probe"]), engine_size(tags["keep"])
         multi_size = engine_size(images["multi"].tag)
         assert probe_size < keep_size and probe_size < multi_size
-        if name == "rails":
+        if name in ("rails", "flask-pip"):  # express(-npm): node's own 98 MB make 0.24-0.27x (README)
             assert probe_size <= 0.25 * multi_size
     finally:
         docker_rmi(*tags.values())
