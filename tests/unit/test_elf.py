@@ -141,8 +141,9 @@ def test_damaged_files_never_raise(sample_lib: bytes, data: st.DataObject) -> No
 
 def _with_pyelftools_class(data: bytes, monkeypatch: pytest.MonkeyPatch) -> ElfInfo | None:
     """read_elf through pyelftools' own ELFFile (its struct definitions built for the file)."""
-    import bilge.elf as elf
     from elftools.elf.elffile import ELFFile
+
+    import bilge.elf as elf
 
     with monkeypatch.context() as m:
         m.setattr(elf, "_OPEN", ELFFile)
