@@ -212,10 +212,7 @@ def trace_cpus() -> list[int]:
 
 def default_workers() -> int:
     """How many probes run at once: one per CPU this process may use, at most MAX_WORKERS."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cpus = os.cpu_count() or 1
+    cpus = len(trace_cpus()) or os.cpu_count() or 1
     return max(1, min(cpus, MAX_WORKERS))
 
 
