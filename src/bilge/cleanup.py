@@ -89,6 +89,15 @@ def signals_held(*, discard: bool = False) -> Iterator[None]:
                 raise _interrupt(signum)
 
 
+def tempdir() -> str:
+    """``tempfile.gettempdir()``, found with signals held. Its first call in a process proves $TMPDIR
+    writable by creating, writing and unlinking a file named with 8 random characters and no prefix;
+    a signal between the create and the unlink would leave that file behind (seen in CI: SIGTERM sent
+    the moment anything appeared in $TMPDIR). bilge asks for the temporary directory only here."""
+    with signals_held():
+        return tempfile.gettempdir()
+
+
 def mkdtemp(directory: str | os.PathLike[str], prefix: str) -> Path:
     """``tempfile.mkdtemp`` in ``directory``, recorded for cleanup before any signal can intervene."""
     with signals_held():

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bilge import cleanup
 from bilge.errors import BilgeError
 from bilge.fs import MergedFS, Version
 from bilge.image import Image, Layer
@@ -237,7 +238,7 @@ def _read_forked(src_a: Any, src_b: Any, *, verify: bool | None, jobs: int,
     reader = _Reader(n)
     reader.read(src_a, src_a.image.layers[:n], verify=verify, want=lambda p, s: False, progress=progress)
     a_first = _own_bytes(src_a.image, n) <= _own_bytes(src_b.image, n)
-    with tempfile.TemporaryDirectory(prefix="bilge-diff-") as tmp:
+    with tempfile.TemporaryDirectory(dir=cleanup.tempdir(), prefix="bilge-diff-") as tmp:
         ab_r, ab_w = os.pipe()  # "A's map is ready"
         ba_r, ba_w = os.pipe()  # "B's map is ready"
         link_a = _Link(ba_r, ab_w, Path(tmp, "b.map"), Path(tmp, "a.map"))

@@ -3,8 +3,11 @@ run ends (issue 16: 15, 16)."""
 
 from __future__ import annotations
 
+import ast
 import os
 import signal
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -68,3 +71,60 @@ def test_forget_and_remove(tmp_path):
     cleanup.forget(f)
     cleanup.remove_all()
     assert f.exists() and not d.exists() and outside.read_text() == "keep"
+
+
+def test_a_signal_while_tempfile_proves_tmpdir_writable_leaves_nothing(tmp_path, monkeypatch):
+    # The first gettempdir() of a process creates a file named with no prefix in $TMPDIR, writes it and
+    # unlinks it. CI once sent SIGTERM in between (the hostile test signals as soon as $TMPDIR holds
+    # anything) and the file stayed. Here the signal arrives exactly there, every time.
+    tmp = tmp_path / "tmpdir"
+    tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # not found yet in this process
+    real_unlink = os.unlink
+    seen = []
+
+    def unlink_after_a_signal(path, *args, **kwargs):
+        seen.append(sorted(os.listdir(tmp)))
+        os.kill(os.getpid(), signal.SIGTERM)
+        return real_unlink(path, *args, **kwargs)
+
+    cleanup.install_handlers()
+    monkeypatch.setattr(os, "unlink", unlink_after_a_signal)
+    with pytest.raises(cleanup.Terminated):
+        cleanup.tempdir()
+    monkeypatch.setattr(os, "unlink", real_unlink)
+    assert len(seen) == 1 and len(seen[0]) == 1  # the probe file existed when the signal came
+    assert os.listdir(tmp) == []
+    assert tempfile.tempdir == str(tmp)
+
+
+def _calls_without_dir(tree: ast.AST) -> list[str]:
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
+            continue
+        owner = node.func.value
+        if not (isinstance(owner, ast.Name) and owner.id == "tempfile"):
+            continue
+        name = node.func.attr
+        if name == "gettempdir" or (name in TEMPFILE_MAKERS and not any(k.arg == "dir" for k in node.keywords)):
+            found.append(f"{node.lineno}: tempfile.{name}")
+    return found
+
+
+TEMPFILE_MAKERS = {"mkdtemp", "mkstemp", "TemporaryFile", "NamedTemporaryFile", "TemporaryDirectory",
+                   "SpooledTemporaryFile"}
+
+
+def test_bilge_finds_the_temporary_directory_only_through_cleanup_tempdir():
+    src = Path(cleanup.__file__).parent
+    offenders = {}
+    for path in sorted(src.rglob("*.py")):
+        if path.name == "cleanup.py":
+            continue
+        found = _calls_without_dir(ast.parse(path.read_text(), str(path)))
+        if found:
+            offenders[str(path.relative_to(src))] = found
+    assert offenders == {}
+    assert _calls_without_dir(ast.parse("import tempfile\ntempfile.mkdtemp(prefix='x')\n")) == ["2: tempfile.mkdtemp"]

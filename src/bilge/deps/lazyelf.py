@@ -62,9 +62,11 @@ class GrowingSpool(WindowReader):
     def __init__(self, body: BinaryIO, size: int) -> None:
         import tempfile
 
+        from bilge import cleanup
+
         super().__init__(size)
         self._body = body
-        self._tmp = tempfile.TemporaryFile(prefix="bilge-elf-")
+        self._tmp = tempfile.TemporaryFile(dir=cleanup.tempdir(), prefix="bilge-elf-")
         self._have = 0
 
     def read(self, n: int | None = -1) -> bytes:

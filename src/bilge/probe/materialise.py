@@ -21,7 +21,6 @@ import errno
 import os
 import shutil
 import stat
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,7 +59,7 @@ class Materialised:
 def new_top(parent: str | os.PathLike[str] | None = None, prefix: str = "bilge-probe-") -> Path:
     """A private temporary directory (registered with bilge.cleanup) that an unprivileged sandbox
     user may traverse (mode 0711: not list)."""
-    where = Path(parent or tempfile.gettempdir()).resolve()
+    where = Path(parent or cleanup.tempdir()).resolve()
     if os.geteuid() == 0:  # the sandbox runs as nobody: it must reach the directory to mount it
         for d in (where, *where.parents):
             if not os.stat(d).st_mode & stat.S_IXOTH:

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from bilge import cleanup
 from bilge.errors import BilgeError
 from bilge.probe import sandbox as sb
 from bilge.probe.trace import STRACE_ARGS, Parser, Trace
@@ -141,8 +142,8 @@ def start_probe(spec: sb.SandboxSpec, argv: Sequence[str], trace_file: Path | No
         cmd = [prlimit, f"--as={spec.memory}:{spec.memory}", "--", *cmd]
     else:
         kwargs["preexec_fn"] = _limit(spec.memory)
-    out = tempfile.TemporaryFile()
-    err = tempfile.TemporaryFile()
+    out = tempfile.TemporaryFile(dir=cleanup.tempdir())
+    err = tempfile.TemporaryFile(dir=cleanup.tempdir())
     try:
         started = time.perf_counter()
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True,

@@ -11,13 +11,13 @@ from __future__ import annotations
 import errno
 import os
 import shlex
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bilge import cleanup
 from bilge.errors import BilgeError
 from bilge.probe import sandbox as sb
 from bilge.probe.materialise import (
@@ -176,7 +176,7 @@ class Session:
         except OSError as exc:
             if exc.errno != errno.ENOSPC or self.place.why != "tmpfs":
                 raise
-            self.place = where.choose(tempfile.gettempdir(), stored)
+            self.place = where.choose(cleanup.tempdir(), stored)
             self.full, self.read, self.writer = materialise(self.src, parent=self.place.parent, verify=verify,
                                                             progress=progress)
         self.materialise_seconds = time.perf_counter() - started

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import os
 import stat
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from bilge import cleanup
 from bilge.errors import BilgeError
 
 SHM = "/dev/shm"
@@ -89,7 +89,7 @@ def choose(asked: str | os.PathLike[str] | None, layer_bytes: int, *, as_root: b
     elif shm_fits(need):
         place = Place(Path(SHM), "tmpfs")
     else:
-        place = Place(Path(tempfile.gettempdir()).resolve(), "default")
+        place = Place(Path(cleanup.tempdir()).resolve(), "default")
     if not as_root or reachable(place.parent):
         return place
     for alt in REACHABLE:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from bilge import cleanup
 from bilge.errors import OutputError
 from bilge.remote.engine import Engine
 from bilge.sink import dockerarchive
@@ -29,7 +30,7 @@ def write(spec: OutputSpec, config: Mapping[str, Any], layers: Sequence[LayerInp
     assert tag is not None
     with Engine() as engine:
         engine.ping()  # fail before writing anything when no engine answers
-        tmpdir = Path(tempfile.mkdtemp(prefix="bilge-load-"))
+        tmpdir = Path(tempfile.mkdtemp(dir=cleanup.tempdir(), prefix="bilge-load-"))
         try:
             archive = tmpdir / "image.tar"
             res = dockerarchive.write(OutputSpec("docker-archive", archive, tag), config, layers, compression,

@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from bilge import cleanup
 from bilge.errors import OutputError
 from bilge.image import OCI_MANIFEST
 from bilge.remote.client import RegistryClient, Uploader
@@ -65,7 +66,7 @@ def write(spec: OutputSpec, config: Mapping[str, Any], layers: Sequence[LayerInp
     if name is None:
         raise OutputError(f"{spec}: not a registry reference")
     tls = os.environ.get("BILGE_TLS_VERIFY", "true").lower() not in ("false", "0", "no")
-    stage = Path(tempfile.mkdtemp(prefix="bilge-push-"))
+    stage = Path(tempfile.mkdtemp(dir=cleanup.tempdir(), prefix="bilge-push-"))
     client = RegistryClient(name, tls_verify=tls, actions=("pull", "push"))
     try:
         uploader = Uploader(client)

@@ -25,6 +25,7 @@ from typing import Any
 
 import httpx
 
+from bilge import cleanup
 from bilge.errors import BilgeError, ImageFormatError
 from bilge.image import Platform
 from bilge.layers import ForwardStream
@@ -138,7 +139,7 @@ def export_and_open(engine: Engine, name: str, info: dict[str, Any], ref: Refere
                     verify: bool, options: SourceOptions) -> DaemonSource:
     what = f"{ref}"
     resp = engine.export(str(info.get("Id") or name))
-    root = tempfile.mkdtemp(prefix="bilge-engine-export-")
+    root = tempfile.mkdtemp(dir=cleanup.tempdir(), prefix="bilge-engine-export-")
     progress = options.progress
     try:
         if progress is not None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import posixpath
 import tarfile
-import tempfile
 from typing import BinaryIO
 
 from bilge.errors import ImageFormatError, NotAnImageError
@@ -141,7 +140,7 @@ class TarStore(Store):
 
         from bilge import cleanup
 
-        fd, tmp = cleanup.mkstemp(tempfile.gettempdir(), "bilge-", ".tar")
+        fd, tmp = cleanup.mkstemp(cleanup.tempdir(), "bilge-", ".tar")
         with cleanup.signals_held():
             cleanup.remove(tmp)
         limit = max(GUNZIP_FLOOR, GUNZIP_RATIO * os.path.getsize(path))
