@@ -11,7 +11,7 @@
 #
 # usage: benchmarks/make_large_image.sh [WORK] [SIZES...]   (default: benchmarks/work small medium large)
 # Needs a Docker engine, Debian's /usr/bin/docker (BuildKit), skopeo, and bilge-base:bookworm
-# (built here with mmdebstrap when missing). Takes a few minutes; needs ~6 GB of disk.
+# (made by tests/base-image.sh when missing). Takes a few minutes; needs ~6 GB of disk.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -24,10 +24,7 @@ BASE=bilge-base:bookworm
 
 log() { printf '==> %s\n' "$*" >&2; }
 
-if ! "$DOCKER" image inspect "$BASE" >/dev/null 2>&1; then
-  log "building $BASE with mmdebstrap"
-  mmdebstrap --quiet --variant=minbase bookworm - http://deb.debian.org/debian | "$DOCKER" import - "$BASE"
-fi
+BILGE_DOCKER=$DOCKER tests/base-image.sh  # builds the base when missing or made by an older recipe
 
 dockerfile() {  # copies bigfile_mb
   local copies=$1 bigfile_mb=$2

@@ -138,6 +138,7 @@ def main() -> None:
     args = ap.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
+    must(["bash", str(HERE.parent / "tests" / "base-image.sh")], env={**os.environ, "BILGE_DOCKER": DOCKER})
     rows = []
     for name in args.stack or list(STACKS):
         row = bench(STACKS[name], work)

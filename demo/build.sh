@@ -3,7 +3,7 @@
 # (a gzip of the `docker save` archive of demo/Dockerfile). See demo/README.md.
 #
 # Needs: a Docker engine, Debian's docker client (/usr/bin/docker: BuildKit without buildx),
-# the base image bilge-base:bookworm (built here with mmdebstrap when missing), skopeo, gzip.
+# the base image bilge-base:bookworm (made by tests/base-image.sh when missing), skopeo, gzip.
 #
 # Environment: BUSYBOX_VERSION / MAKE_VERSION pin the Debian packages (defaults below; when the
 # pinned version has left the archive the build falls back to the current one and says so).
@@ -20,10 +20,7 @@ MAX_BYTES=$((10 * 1024 * 1024))
 
 log() { printf '==> %s\n' "$*" >&2; }
 
-if ! "$DOCKER" image inspect "$BASE" >/dev/null 2>&1; then
-  log "building $BASE with mmdebstrap (Debian 12 minbase)"
-  mmdebstrap --quiet --variant=minbase bookworm - http://deb.debian.org/debian | "$DOCKER" import - "$BASE"
-fi
+BILGE_DOCKER=$DOCKER tests/base-image.sh  # builds the base when missing or made by an older recipe
 
 # A fake GitHub personal access token of the real format: ghp_ + 30 random [A-Za-z0-9] + the six
 # base-62 digits of their CRC32 (GitHub's checksum; bilge reports a value without it as low). Fresh each build.

@@ -3,7 +3,7 @@ real engine runs with the same output as the original.
 
 CI builds one small stack (Debian's python3 with python3-yaml, whose C extension needs libyaml: a
 file the ELF closure of python3 does not reach, loaded at run time). The sandbox and hostile-image
-tests run on the base image (bilge-base:bookworm, made by mmdebstrap) and images derived from its
+tests run on the base image (bilge-base:bookworm, made by tests/base-image.sh) and images derived from its
 layer in code. Larger stacks (Flask, Express, Rails) are in benchmarks/probe_bench.py and, with
 BILGE_PROBE_STACKS=all, in test_probe_stacks.py.
 
