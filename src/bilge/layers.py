@@ -22,7 +22,7 @@ from bilge.body import CHUNK, Body, BodyReader
 from bilge.compression import sniff
 from bilge.errors import DigestMismatchError, ImageFormatError, UnsupportedMediaTypeError
 from bilge.image import Layer
-from bilge.rawio import RawReader
+from bilge.rawio import RawReader, ReadAhead
 from bilge.tarstream import BodyStream, Member, TarFormatError, iter_members
 
 if TYPE_CHECKING:
@@ -34,6 +34,10 @@ if TYPE_CHECKING:
 PIECE = 1 << 20
 WHITEOUT_PREFIX = ".wh."
 OPAQUE = ".wh..wh..opq"
+# bilge.rawio.ReadAhead: pieces of decompressed layer read ahead by the helper thread (decompression on
+# the second core), and how many may wait
+AHEAD_PIECE = 1 << 20
+AHEAD_DEPTH = 4
 
 
 
@@ -410,12 +414,16 @@ def iter_layer(src: ImageSource, layer: Layer, *, verify: bool | None = None,
         else:
             stream = blob  # type: ignore[assignment]
         tar_stream = HashingReader(stream) if verify and layer.diff_id else CountingReader(stream)
+        ahead = ReadAhead(tar_stream, AHEAD_PIECE, AHEAD_DEPTH) if kind != "tar" else None
         try:
-            forward = ForwardStream(tar_stream)
+            forward = ForwardStream(ahead if ahead is not None else tar_stream)
             yield from _entries(forward, label)
             forward.drain()  # trailing zero blocks, eStargz TOC and footer: all part of the diff_id
         except (EOFError, OSError, zlib_error(), zstd_error()) as exc:
             raise ImageFormatError(f"{label}: corrupt or truncated layer ({exc.__class__.__name__}: {exc})") from None
+        finally:
+            if ahead is not None:
+                ahead.close()
         if kind != "tar":
             blob.drain()
         stats.uncompressed_bytes = tar_stream.count

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from bilge import body, layers
+from bilge import body, layers, rawio
 from bilge.fs import walk_image
 from bilge.layers import ForwardStream, normalize
 from bilge.source import open_image
@@ -173,3 +173,69 @@ def test_hashing_reader_read_ahead_gives_every_byte_once():
     assert bytes(out) == data and reader.count == len(data)
     assert reader.digest() == "sha256:" + hashlib.sha256(data).hexdigest()
     reader.close()
+
+
+def _read_ahead_threads() -> list:
+    import threading
+
+    return [t for t in threading.enumerate() if t.name == "bilge-read-ahead" and t.is_alive()]
+
+
+def test_read_ahead_gives_every_byte_once_in_order():
+    import random
+
+    data = os.urandom(5 * layers.AHEAD_PIECE + 4321)
+    rng = random.Random(11)
+    for _ in range(3):
+        reader = rawio.ReadAhead(io.BytesIO(data), piece=rng.choice([1000, layers.AHEAD_PIECE]), depth=2)
+        out = bytearray()
+        while chunk := reader.read(rng.choice([1, 512, 70_000, layers.AHEAD_PIECE, 3 * layers.AHEAD_PIECE, -1])):
+            out += chunk
+        assert bytes(out) == data
+        assert reader.read(10) == b"" and _read_ahead_threads() == []  # the thread ended with the stream
+        reader.close()
+
+
+def test_read_ahead_raises_the_streams_error_where_it_happened():
+    class Broken(io.RawIOBase):
+        def __init__(self) -> None:
+            self.left = 3
+
+        def read(self, n: int = -1) -> bytes:
+            if not self.left:
+                raise EOFError("compressed file ended before the end-of-stream marker")
+            self.left -= 1
+            return b"x" * 100
+
+    reader = rawio.ReadAhead(Broken(), piece=100)
+    assert reader.read(300) == b"x" * 100  # one piece at a time
+    assert reader.read(300) + reader.read(300) == b"x" * 200
+    with pytest.raises(EOFError, match="end-of-stream"):
+        reader.read(1)
+    assert _read_ahead_threads() == []
+
+
+def test_read_ahead_close_stops_a_thread_waiting_for_room():
+    import time
+
+    reader = rawio.ReadAhead(io.BytesIO(bytes(64 << 20)), piece=1 << 16, depth=2)
+    assert reader.read(10) == bytes(10)
+    time.sleep(0.05)  # the thread fills the queue and waits for room
+    assert len(_read_ahead_threads()) == 1
+    t = time.monotonic()
+    reader.close()
+    assert time.monotonic() - t < 2 and _read_ahead_threads() == []
+
+
+def test_walk_abandoned_in_a_gzip_layer_leaves_no_thread(tmp_path):
+    from bilge.testing import oci_layout
+
+    oci_layout(tmp_path / "img", [{"layers": [[("file", f"f{i}", os.urandom(300_000)) for i in range(40)]]}],
+               archive=False)
+    with open_image(f"oci:{tmp_path / 'img'}") as src:
+        walk = layers.iter_layer(src, src.image.layers[0])
+        assert next(walk).path == "f0" and len(_read_ahead_threads()) == 1
+        walk.close()  # the consumer stopped (an error, a signal): the thread goes with it
+        assert _read_ahead_threads() == []
+        assert sum(e.type == "file" for e in layers.iter_layer(src, src.image.layers[0])) == 40
+    assert _read_ahead_threads() == []

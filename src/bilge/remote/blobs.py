@@ -17,15 +17,14 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
-import queue
 import tempfile
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 import httpx
 
+from bilge import rawio
 from bilge.errors import DigestMismatchError, ImageFormatError
 from bilge.rawio import RawReader
 from bilge.remote.client import RegistryClient, RegistryError, describe_transport_error, retriable
@@ -284,76 +283,19 @@ def _one_malloc_arena() -> None:
         pass
 
 
-class ReadAhead(RawReader):
-    """Reads ``raw`` in a helper thread, up to ``depth`` chunks ahead of the consumer.
-
-    Receiving from the network (and the retries of :class:`BlobStream`) then overlaps with the
-    decompression and tar parsing of the layer reader, as reading a file overlaps through the page
-    cache: both release the GIL. Memory stays bounded at ``depth`` chunks. An error in the thread is
-    raised to the consumer at the read where it happened.
-    """
+class ReadAhead(rawio.ReadAhead):
+    """:class:`bilge.rawio.ReadAhead` over a registry blob: receiving from the network (and the retries
+    of :class:`BlobStream`) overlaps with the layer reader's work, as reading a file overlaps through the
+    page cache. Closing it closes the stream; a read blocked on the network ends at the client's timeout."""
 
     def __init__(self, raw: BinaryIO, chunk: int = 256 << 10, depth: int = 8) -> None:
-        super().__init__()
         _one_malloc_arena()
-        self._raw, self._chunk = raw, chunk
-        self._queue: queue.Queue[bytes | BaseException] = queue.Queue(maxsize=depth)
-        self._stop = threading.Event()
-        self._buf, self._off, self._eof = b"", 0, False
-        self._thread = threading.Thread(target=self._run, name="bilge-blob-readahead", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            while not self._stop.is_set():
-                data = self._raw.read(self._chunk)
-                self._put(data)
-                if not data:
-                    return
-        except BaseException as exc:  # handed to the consumer
-            self._put(exc)
-
-    def _put(self, item: bytes | BaseException) -> None:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, n: int = -1) -> bytes:
-        if n is None or n < 0:
-            parts = []
-            while chunk := self.read(self._chunk):
-                parts.append(chunk)
-            return b"".join(parts)
-        while self._off >= len(self._buf):
-            if self._eof:
-                return b""
-            item = self._queue.get()
-            if isinstance(item, BaseException):
-                self._eof = True
-                raise item
-            if not item:
-                self._eof = True
-                return b""
-            self._buf, self._off = item, 0
-        if self._off == 0 and len(self._buf) <= n:
-            data, self._buf = self._buf, b""
-            return data
-        data = self._buf[self._off:self._off + n]
-        self._off += len(data)
-        return data
+        super().__init__(raw, chunk, depth, name="bilge-blob-readahead", abandon_wait=5)
 
     def close(self) -> None:
         if not self.closed:
-            self._stop.set()
-            self._thread.join(timeout=5)  # a read blocked on the network ends at the client's timeout
+            super().close()
             self._raw.close()
-        super().close()
 
 
 def _content_range_start(value: str) -> int | None:
