@@ -142,8 +142,9 @@ def start_probe(spec: sb.SandboxSpec, argv: Sequence[str], trace_file: Path | No
         cmd = [prlimit, f"--as={spec.memory}:{spec.memory}", "--", *cmd]
     else:
         kwargs["preexec_fn"] = _limit(spec.memory)
-    out = tempfile.TemporaryFile(dir=cleanup.tempdir())
-    err = tempfile.TemporaryFile(dir=cleanup.tempdir())
+    tmp = cleanup.tempdir()
+    out = tempfile.TemporaryFile(dir=tmp)
+    err = tempfile.TemporaryFile(dir=tmp)
     try:
         started = time.perf_counter()
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True,

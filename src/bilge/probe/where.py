@@ -5,7 +5,7 @@
    the machine has that much memory available: writing 14,000 files and removing them again costs
    seconds on a tmpfs and tens of seconds on a busy disk (benchmarks/README.md); three times because
    compressed layers grow when unpacked, and the tree must not eat the memory the probes need;
-3. otherwise the system's temporary directory (``tempfile.gettempdir()``).
+3. otherwise the system's temporary directory (:func:`bilge.cleanup.tempdir`).
 
 As root the sandbox runs as ``nobody``, and bwrap must reach the root filesystem by its path: every
 directory above it must be searchable by other users. When the chosen one is not (a private TMPDIR,
