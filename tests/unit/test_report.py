@@ -349,6 +349,23 @@ def test_json_format_carries_the_other_documents(tmp_path, demo):
     assert doc["secrets"]["schema"] == "bilge.secrets/1" and doc["lint"] is None and doc["deps"] is None
 
 
+def test_the_forked_size_tree_gives_the_same_report(tmp_path):
+    """The size tree is made in a forked child (bilge.forked) beside analyze: byte for byte the report
+    of the same call made in-process (BILGE_NO_FORK=1), in both formats."""
+    for fmt in ("html", "json"):
+        outs = []
+        for no_fork in ("0", "1"):
+            out = tmp_path / f"r-{no_fork}.{fmt}"
+            env = {k: v for k, v in os.environ.items() if k != "CI"}
+            env.update(PYTHONPATH=os.pathsep.join(sys.path), BILGE_NO_FORK=no_fork)
+            proc = subprocess.run([sys.executable, "-m", "bilge", "report", DEMO, "-o", str(out), "-f", fmt, "-q"],
+                                  capture_output=True, text=True, env=env, timeout=300)
+            assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+            outs.append(out.read_bytes())
+        assert outs[0] == outs[1]
+        assert re.search(rb'"n": ?"usr"', outs[0])  # the tree is there
+
+
 @pytest.mark.parametrize("args, message", [
     (["-o", "{tmp}/no/such/dir/r.html"], "does not exist"),
     (["-o", "{tmp}"], "is a directory"),

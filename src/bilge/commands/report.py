@@ -117,14 +117,16 @@ def register(app: typer.Typer) -> None:
         from bilge.analyze import analyze
         from bilge.commands._common import demo_image_path, progress_reporter
         from bilge.commands.secrets import _secrets_config
+        from bilge.forked import beside
         from bilge.format.html import ReportInput
+        from bilge.format.html import prepare as prepare_html
         from bilge.fs import walk_image
         from bilge.fstree import build_tree
         from bilge.secrets import build_report, scan_image_config, sort_findings
         from bilge.secrets.ignore import from_config, read_bilgeignore
         from bilge.secrets.model import ScanStats
         from bilge.secrets.rules import SEVERITIES, load_ruleset
-        from bilge.secrets.scanner import FileVisitor, file_findings
+        from bilge.secrets.scanner import file_findings
         from bilge.secrets.textscan import Scanner
 
         started = time.monotonic()
@@ -153,25 +155,11 @@ def register(app: typer.Typer) -> None:
             scanner = Scanner(ruleset)
             stats = ScanStats()
             findings = scan_image_config(image, scanner, stats)
-            visitor = FileVisitor(scanner, stats, scan_binaries=bool(section.get("scan_binaries", False)))
-            visitors: list[Any] = [visitor]
-            packages = elf = None
-            if lint_setup is not None:
-                from bilge.dockerfile.cost import PackageDBCollector
-
-                packages = PackageDBCollector()
-                visitors.append(packages)
-                # bilge deps' ELF reader rides along when a broad COPY --from needs its closure (as in lint)
-                want_elf = ("broad-copy-from" not in lint_setup[3]
-                            and any(f.rule == "broad-copy-from" for f in lint_setup[1]))
-            else:
-                want_elf = False
-            if want_deps or want_elf:
-                from bilge.deps import ElfCollector
-
-                elf = ElfCollector()
-                visitors.append(elf)
+            visitor, packages, elf, want_elf = _visitors(scanner, stats, section, lint_setup, want_deps)
+            visitors = [v for v in (visitor, packages, elf) if v is not None]  # the ELF reader last
             advance, stop = progress_reporter(src, quiet or output == "-")
+            # The template compiles on a thread while this one mostly waits for decompressed layers.
+            template = prepare_html() if fmt == Format.html else None
             # The objects alive now (modules, rules) and, after the walk, the merged filesystem live until
             # the process ends: frozen, the collector's full passes stop rescanning them (~0.1-0.2 s).
             gc.freeze()
@@ -179,25 +167,52 @@ def register(app: typer.Typer) -> None:
                 fs = walk_image(src, visitors=visitors, progress=advance)
             finally:
                 stop()
+                if template is not None:
+                    template.join()
             gc.freeze()
-            stats.layers = max(stats.layers, len(image.layers))
-            findings = sort_findings(findings + file_findings(visitor.hits, fs.version_at))
-            secrets_report = build_report(image, findings, stats, threshold=sev, ignores=ignores)
-            result = analyze(image, fs, base_diff_ids=base_diff_ids)
-            tree = build_tree(fs)
-            if lint_setup is not None:
-                lint_doc = _lint_doc(lint_setup, image, fs, ref, show_secrets, packages, elf if want_elf else None)
-            if want_deps:
-                from bilge.deps import closure
+            # What is left is Python work on one core: the size tree is made on the other, in a forked
+            # child that reads the merged filesystem copy-on-write (bilge.forked), while this process
+            # makes the rest.
+            with beside(build_tree, fs) as tree_job:
+                stats.layers = max(stats.layers, len(image.layers))
+                findings = sort_findings(findings + file_findings(visitor.hits, fs.version_at))
+                secrets_report = build_report(image, findings, stats, threshold=sev, ignores=ignores)
+                result = analyze(image, fs, base_diff_ids=base_diff_ids)
+                if lint_setup is not None:
+                    lint_doc = _lint_doc(lint_setup, image, fs, ref, show_secrets, packages,
+                                         elf if want_elf else None)
+                if want_deps:
+                    from bilge.deps import closure
 
-                assert elf is not None
-                deps_result = closure(elf.view(fs), binaries=binary, paths=path, entrypoint=entrypoint,
-                                      config=image.container_config, strict=strict)
+                    assert elf is not None
+                    deps_result = closure(elf.view(fs), binaries=binary, paths=path, entrypoint=entrypoint,
+                                          config=image.container_config, strict=strict)
+                tree = tree_job.result()
 
         inp = ReportInput(analysis=result, tree=tree, secrets=secrets_report, lint=lint_doc, deps=deps_result,
                           show_secrets=show_secrets, version=__version__)
         _emit(inp, fmt, output, quiet, started)
         return 0
+
+
+def _visitors(scanner, stats, section: dict[str, Any], lint_setup, want_deps: bool):
+    """The walk's visitors: the secrets scanner; lint's package-database reader with a Dockerfile; the
+    deps ELF reader for the deps section, or when a broad COPY --from needs its closure (as in lint)."""
+    from bilge.secrets.scanner import FileVisitor
+
+    visitor = FileVisitor(scanner, stats, scan_binaries=bool(section.get("scan_binaries", False)))
+    packages = elf = None
+    want_elf = False
+    if lint_setup is not None:
+        from bilge.dockerfile.cost import PackageDBCollector
+
+        packages = PackageDBCollector()
+        want_elf = "broad-copy-from" not in lint_setup[3] and any(f.rule == "broad-copy-from" for f in lint_setup[1])
+    if want_deps or want_elf:
+        from bilge.deps import ElfCollector
+
+        elf = ElfCollector()
+    return visitor, packages, elf, want_elf
 
 
 def _lint_doc(lint_setup, image, fs, ref: str, show_secrets: bool, packages, elf) -> dict[str, Any]:

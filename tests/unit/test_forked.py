@@ -1,0 +1,121 @@
+"""bilge.forked: a pure call computed in a forked child, with the parent's answer as the fallback."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+
+import pytest
+
+from bilge import forked
+
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="bilge forks only on Linux")
+
+PARENT = os.getpid()
+SEEN: list[int] = []
+
+
+def _where(x: int) -> tuple[int, int, dict[str, list[int]]]:
+    SEEN.append(x)
+    return os.getpid(), x * 2, {"nested": [x, x + 1]}
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return True
+    return False
+
+
+def test_the_result_comes_from_a_child_and_the_child_is_reaped():
+    SEEN.clear()
+    job = forked.beside(_where, 21)
+    pid = job.pid
+    assert pid is not None and pid != PARENT
+    child_pid, doubled, nested = job.result()
+    assert (child_pid, doubled, nested) == (pid, 42, {"nested": [21, 22]})
+    assert SEEN == []  # the call ran in the child: its effects stayed there
+    assert job.pid is None and _gone(pid)
+
+
+def test_an_error_in_the_child_is_raised_by_the_same_call_in_the_parent():
+    def boom(x: int) -> int:
+        raise ValueError(f"bad {x} in {'parent' if os.getpid() == PARENT else 'child'}")
+
+    with pytest.raises(ValueError, match="bad 3 in parent"):
+        forked.beside(boom, 3).result()
+
+
+def test_a_child_killed_by_a_signal_falls_back_to_the_parent():
+    def dies_in_child(x: int) -> int:
+        if os.getpid() != PARENT:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return x + 1
+
+    job = forked.beside(dies_in_child, 1)
+    pid = job.pid
+    assert pid is not None
+    assert job.result() == 2
+    assert _gone(pid)
+
+
+def test_the_child_takes_signals_with_their_default_action():
+    """A SIGTERM in the child must kill it, never raise into the parent's stack (whose finally blocks
+    would remove the parent's temporary files)."""
+    from bilge import cleanup
+
+    def handlers(_: int) -> list[bool]:
+        return [signal.getsignal(s) == signal.SIG_DFL for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)]
+
+    old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    try:
+        for s in old:
+            signal.signal(s, cleanup.on_signal)
+        job = forked.beside(handlers, 0)
+        assert job.pid is not None
+        assert job.result() == [True, True, True]
+        assert signal.getsignal(signal.SIGTERM) == cleanup.on_signal  # the parent's stay
+        assert not signal.pthread_sigmask(signal.SIG_BLOCK, [])  # and nothing is left blocked
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def test_close_kills_and_reaps_a_child_whose_result_is_not_wanted():
+    import time
+
+    def slow(_: int) -> int:
+        time.sleep(30)
+        return 1
+
+    started = time.monotonic()
+    with forked.beside(slow, 0) as job:
+        pid = job.pid
+        assert pid is not None
+    assert time.monotonic() - started < 10
+    assert _gone(pid)
+
+
+def test_with_another_thread_running_the_call_runs_in_process():
+    SEEN.clear()
+    stop = threading.Event()
+    t = threading.Thread(target=stop.wait)
+    t.start()
+    try:
+        job = forked.beside(_where, 5)
+        assert job.pid is None
+        assert job.result() == (PARENT, 10, {"nested": [5, 6]})
+        assert SEEN == [5]
+    finally:
+        stop.set()
+        t.join()
+
+
+def test_bilge_no_fork_turns_it_off(monkeypatch):
+    monkeypatch.setenv("BILGE_NO_FORK", "1")
+    job = forked.beside(_where, 1)
+    assert job.pid is None
+    assert job.result()[0] == PARENT
