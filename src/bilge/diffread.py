@@ -37,7 +37,7 @@ import traceback
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from bilge import cleanup
 from bilge.errors import BilgeError
@@ -323,29 +323,22 @@ def _parallel(fa: Callable[[], Side], fb: Callable[[Progress | None], Side], *, 
               child_fds: Sequence[int] = (), progress: Progress | None = None) -> tuple[Side, Side]:
     """Run ``fb`` in a forked child (its result pickled back through a pipe) while ``fa`` runs here.
     The child's progress (bytes read) comes back through another pipe, relayed by a thread."""
-    rfd, wfd = os.pipe()
+    from bilge.forked import reap, spawn
+
     prd, pwd = os.pipe() if progress is not None else (-1, -1)
-    pid = os.fork()
-    if pid == 0:  # child
-        code = 0
+
+    def child(out: BinaryIO) -> None:
+        report = (lambda nbytes: os.write(pwd, struct.pack("<Q", nbytes))) if pwd >= 0 else None
         try:
-            for fd in (rfd, prd, *child_fds):
-                if fd >= 0:
-                    os.close(fd)
-            report = (lambda nbytes: os.write(pwd, struct.pack("<Q", nbytes))) if pwd >= 0 else None
-            try:
-                result: tuple[str, Any] = ("ok", fb(report))
-            except BilgeError as exc:
-                result = ("bilge", (type(exc).__name__, str(exc), getattr(exc, "exit_code", 2)))
-            except BaseException as exc:  # noqa: BLE001 - reported to the parent, which re-raises
-                result = ("error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}")
-            with os.fdopen(wfd, "wb") as out:
-                pickle.dump(result, out, protocol=pickle.HIGHEST_PROTOCOL)
-        except BaseException:  # noqa: BLE001
-            code = 1
-        finally:
-            os._exit(code)
-    for fd in (wfd, pwd, *parent_fds):
+            result: tuple[str, Any] = ("ok", fb(report))
+        except BilgeError as exc:
+            result = ("bilge", (type(exc).__name__, str(exc), getattr(exc, "exit_code", 2)))
+        except BaseException as exc:  # noqa: BLE001 - reported to the parent, which re-raises
+            result = ("error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}")
+        pickle.dump(result, out, protocol=pickle.HIGHEST_PROTOCOL)
+
+    pid, rfd = spawn(child, close_in_child=[fd for fd in (prd, *child_fds) if fd >= 0])
+    for fd in (pwd, *parent_fds):
         if fd >= 0:
             os.close(fd)
     relay = _relay(prd, progress) if progress is not None else None
@@ -353,14 +346,14 @@ def _parallel(fa: Callable[[], Side], fb: Callable[[Progress | None], Side], *, 
         side_a = fa()
     except BaseException:
         os.close(rfd)
-        _reap(pid, kill=True)
+        reap(pid, kill=True)
         raise
     with os.fdopen(rfd, "rb") as inp:
         try:
             kind, payload = pickle.load(inp)
         except EOFError:
             kind, payload = "error", "the process reading the second image died"
-    _reap(pid)
+    reap(pid)
     if relay is not None:
         relay.join()
     if kind == "bilge":
@@ -382,16 +375,3 @@ def _relay(fd: int, progress: Progress) -> threading.Thread:
     t.start()
     return t
 
-
-def _reap(pid: int, kill: bool = False) -> None:
-    import signal
-
-    if kill:
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-    try:
-        os.waitpid(pid, 0)
-    except ChildProcessError:
-        pass

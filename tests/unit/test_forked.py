@@ -119,3 +119,56 @@ def test_bilge_no_fork_turns_it_off(monkeypatch):
     job = forked.beside(_where, 1)
     assert job.pid is None
     assert job.result()[0] == PARENT
+
+
+def test_spawn_gives_the_status_and_closes_what_the_child_must_not_hold():
+    """The primitive under bilge diff's second-image child: status 0 when the call returned, 1 when it
+    raised, and the parent's ends of its pipes closed in the child (else a reader never sees EOF)."""
+    other_r, other_w = os.pipe()
+
+    def child(out):
+        try:
+            os.fstat(other_w)
+        except OSError:
+            out.write(b"closed")
+            return
+        out.write(b"open")
+
+    pid, fd = forked.spawn(child, close_in_child=[other_w])
+    with os.fdopen(fd, "rb") as pipe:
+        assert pipe.read() == b"closed"
+    assert forked.reap(pid) == 0
+    os.close(other_w)
+    assert os.read(other_r, 1) == b""  # EOF: no copy of the write end is left anywhere
+    os.close(other_r)
+
+    def raises(_out):
+        raise RuntimeError("boom")
+
+    pid, fd = forked.spawn(raises)
+    os.close(fd)
+    assert forked.reap(pid) == 1
+    assert forked.reap(pid) == -1  # reaped once
+
+
+def test_no_fork_when_memory_is_short(monkeypatch):
+    """A child copies the pages whose reference counts it touches: without twice this process's
+    resident size free (machine or cgroup), the call runs in-process."""
+    rss = forked.resident_memory()
+    assert rss > 1 << 20
+    monkeypatch.setattr(forked, "available_memory", lambda: 2 * rss - 1)
+    job = forked.beside(_where, 1)
+    assert job.pid is None and job.result()[0] == PARENT
+    monkeypatch.setattr(forked, "available_memory", lambda: None)  # unknown: no fork either
+    assert forked.beside(_where, 1).pid is None
+    monkeypatch.setattr(forked, "available_memory", lambda: 2 * rss + (64 << 20))
+    job = forked.beside(_where, 1)
+    pid = job.pid
+    assert pid is not None and job.result()[0] == pid
+
+
+def test_available_memory_reads_this_machine():
+    free = forked.available_memory()
+    with open("/proc/meminfo") as fh:
+        mem_available = next(int(ln.split()[1]) * 1024 for ln in fh if ln.startswith("MemAvailable:"))
+    assert free is not None and 0 < free <= mem_available + (64 << 20)
