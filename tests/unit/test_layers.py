@@ -239,3 +239,86 @@ def test_walk_abandoned_in_a_gzip_layer_leaves_no_thread(tmp_path):
         assert _read_ahead_threads() == []
         assert sum(e.type == "file" for e in layers.iter_layer(src, src.image.layers[0])) == 40
     assert _read_ahead_threads() == []
+
+
+def test_idle_work_runs_while_the_reader_waits_and_only_then():
+    """rawio.while_waiting: a read that would wait for the helper thread does the deferred work instead;
+    a read whose data is ready does none; nested, the inner work goes first."""
+    import threading
+    import time
+
+    class Slow(io.RawIOBase):
+        def __init__(self) -> None:
+            self.left = 4
+            self.gate = threading.Event()
+
+        def read(self, n: int = -1) -> bytes:
+            if not self.left:
+                return b""
+            self.gate.wait(5)  # a piece is ready only once the test opens the gate
+            self.gate.clear()
+            self.left -= 1
+            return b"y" * 10
+
+    raw = Slow()
+    reader = rawio.ReadAhead(raw, piece=10, depth=1)
+    done: list[str] = []
+    outer_left = [2]
+
+    def outer() -> bool:
+        if not outer_left[0]:
+            return False
+        outer_left[0] -= 1
+        done.append("outer")
+        return True
+
+    def inner() -> bool:
+        if len(done) >= 3:  # after three units, let the data come
+            raw.gate.set()
+            return False
+        done.append("inner")
+        return True
+
+    with rawio.while_waiting(outer), rawio.while_waiting(inner):
+        assert reader.read(10) == b"y" * 10
+    assert done[:2] == ["inner", "inner"] and "outer" in done
+    time.sleep(0.05)  # (the next piece is not ready: the gate is closed again)
+    before = list(done)
+    raw.gate.set()
+    time.sleep(0.05)  # now it is: outside while_waiting nothing runs
+    assert reader.read(10) == b"y" * 10 and done == before
+    raw.gate.set()
+    with rawio.while_waiting(outer):
+        time.sleep(0.05)
+        calls = len(done)
+        assert reader.read(10) == b"y" * 10
+        assert len(done) == calls  # data was ready: no work done
+    raw.gate.set()
+    assert reader.read(10) == b"y" * 10 and reader.read(10) == b""
+    reader.close()
+
+
+def test_elf_captures_deferred_to_idle_time_give_the_same_facts(tmp_path, monkeypatch):
+    """ElfCollector holds small ELF bodies for idle(): a walk of a gzip image (read ahead on a thread)
+    ends with every capture made, equal to capturing each at once (LATER_BUDGET 0)."""
+    from bilge.deps import view
+    from bilge.testing import oci_layout
+
+    elfs = [p for p in ("/bin/ls", "/bin/cat", "/usr/bin/env", "/bin/sh") if os.path.isfile(p)]
+    if not elfs:
+        pytest.skip("no ELF programs on this machine")
+    files = [("file", f"usr/bin/p{i}", open(p, "rb").read()) for i, p in enumerate(elfs)]
+    files += [("file", f"data/f{i}", os.urandom(200_000)) for i in range(20)]
+    oci_layout(tmp_path / "img", [{"layers": [files]}], archive=False)
+
+    def facts(budget: int) -> dict:
+        monkeypatch.setattr(view, "LATER_BUDGET", budget)
+        collector = view.ElfCollector()
+        with open_image(f"oci:{tmp_path / 'img'}") as src:
+            walk_image(src, visitors=[collector])
+        assert not collector._later  # nothing left held
+        return {k: collector.elf[k] for k in collector.elf}
+
+    deferred, at_once = facts(16 << 20), facts(0)
+    assert len(deferred) == len(elfs) and deferred == at_once
+    assert all(info.needed or info.interp or not info.dynamic for info in deferred.values())
