@@ -12,14 +12,12 @@ body) before it is applied, so size, secret and ELF analyses share a single read
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from bilge.image import Layer
 from bilge.layers import Entry, LayerStats, iter_layer
-from bilge.rawio import while_waiting
 from bilge.symlinks import MAX_SYMLINKS, walk
 
 if TYPE_CHECKING:
@@ -359,37 +357,20 @@ _KINDS = frozenset(("file", "dir", "symlink", "hardlink", "char", "block", "fifo
 Visitor = Callable[[Layer, Entry], None]
 
 
-@contextlib.contextmanager
-def deferred_work(visitors: Iterable[object]) -> Iterator[None]:
-    """Around a pass over the layers: a visitor may defer work (an ``idle()`` method doing one small
-    unit, False when none is left). It runs while the pass's thread would wait for decompressed data
-    (:func:`bilge.rawio.while_waiting`); what is left runs when the pass ends (not when it fails)."""
-    idle = [v.idle for v in visitors if callable(getattr(v, "idle", None))]  # type: ignore[attr-defined]
-    if not idle:
-        yield
-        return
-    with while_waiting(idle[0] if len(idle) == 1 else (lambda: any(job() for job in idle))):
-        yield
-    for job in idle:
-        while job():
-            pass
-
-
 def walk_image(src: ImageSource, visitors: Iterable[Visitor] = (), *, verify: bool | None = None,
                progress: Callable[[Layer, int], None] | None = None) -> MergedFS:
     """Read every layer once, in order; call each visitor on every entry, then apply it."""
     fs = MergedFS()
     visitors = list(visitors)
-    with deferred_work(visitors):
-        for layer in src.image.layers:
-            fs.begin_layer(layer.index)
-            stats = LayerStats()
-            for entry in iter_layer(src, layer, verify=verify, stats=stats):
-                for visit in visitors:
-                    visit(layer, entry)
-                fs.apply(layer.index, entry)
-            fs.end_layer(stats, layer.size)
-            if progress is not None:
-                progress(layer, layer.size)
+    for layer in src.image.layers:
+        fs.begin_layer(layer.index)
+        stats = LayerStats()
+        for entry in iter_layer(src, layer, verify=verify, stats=stats):
+            for visit in visitors:
+                visit(layer, entry)
+            fs.apply(layer.index, entry)
+        fs.end_layer(stats, layer.size)
+        if progress is not None:
+            progress(layer, layer.size)
     fs.check_links()
     return fs

@@ -2,32 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import io
 import queue
 import threading
-from collections.abc import Callable, Iterator
 from typing import BinaryIO
-
-_IDLE = threading.local()  # .work: what a ReadAhead read in this thread does instead of waiting
-
-
-@contextlib.contextmanager
-def while_waiting(work: Callable[[], bool]) -> Iterator[None]:
-    """Inside this, a :class:`ReadAhead` read in this thread that would wait for its helper thread calls
-    ``work()`` instead, again and again until data is ready or ``work`` returns False (nothing left).
-
-    ``work`` does one small unit (tens of microseconds). Work deferred this way runs while the caller's
-    thread would only wait for decompression, not beside it: a second Python thread would hold the GIL
-    for whole switch intervals while the caller and the decompressing thread queue for it, and cost
-    more wall time than the work itself (measured: benchmarks/README.md, "Idle-time work"). Nested,
-    the innermost work runs first."""
-    prev = getattr(_IDLE, "work", None)
-    _IDLE.work = work if prev is None else (lambda: work() or prev())  # nested: the inner work first
-    try:
-        yield
-    finally:
-        _IDLE.work = prev
 
 
 class RawReader(io.RawIOBase):
@@ -109,10 +87,6 @@ class ReadAhead(RawReader):
         """Take the next piece; False at the end of the stream."""
         if self._done:
             return False
-        work = getattr(_IDLE, "work", None)
-        if work is not None:
-            while self._queue.empty() and work():
-                pass
         item = self._queue.get()
         if isinstance(item, BaseException):
             self._finish()

@@ -3,7 +3,6 @@ directory, and :class:`ImageView`, built during the one pass over an image's lay
 
 from __future__ import annotations
 
-import collections
 import os
 import posixpath
 import re
@@ -12,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from bilge.deps.lazyelf import LazyElfTable, capture_bytes, capture_entry, entry_head
+from bilge.deps.lazyelf import LazyElfTable, capture_entry, entry_head
 from bilge.elf import ElfInfo, read_elf
 from bilge.errors import BilgeError
 
@@ -114,7 +113,6 @@ _LOADER_ETC = re.compile(r"^etc/(ld\.so\.conf(\.d/.+)?|ld\.so\.cache|ld\.so\.pre
                          r"|ld-musl-[^/]+\.path|ld\.so\.conf\.d)$")
 SMALL_BUDGET = 64 << 20
 OTHER_ETC_BUDGET = 16 << 20
-LATER_BUDGET = 16 << 20  # whole small ELF bodies held for idle(); past this they are captured at once
 
 
 class ElfCollector:
@@ -135,20 +133,6 @@ class ElfCollector:
         self.other_bytes = 0
         self.elf_files = 0
         self.elf_bytes = 0
-        # ELF bodies whole in memory, captured by idle() while the walk waits for decompressed data
-        self._later: collections.deque[tuple[tuple[int, str], bytes]] = collections.deque()
-        self._later_bytes = 0
-
-    def idle(self) -> bool:
-        """Capture one ELF body held for later; False when none is left (see ``bilge.fs.walk_image``)."""
-        if not self._later:
-            return False
-        key, data = self._later.popleft()
-        self._later_bytes -= len(data)
-        info = capture_bytes(data)
-        if info is not None:
-            self.elf[key] = info
-        return True
 
     def _keep(self, key: tuple[int, str], data: bytes, loader: bool) -> None:
         if not loader:  # another /etc file (an include may name it): kept while OTHER_ETC_BUDGET lasts
@@ -177,12 +161,6 @@ class ElfCollector:
             self.elf_bytes += size
             if _LOADER_NAME.match(posixpath.basename(entry.path)) and size <= LOADER_LIMIT:
                 self.small[key] = entry.read(-1)  # (before the capture, which may pass over the body)
-            if len(data) == size:  # the whole body, in memory: captured when the walk would wait
-                self._later.append((key, data))
-                self._later_bytes += size
-                while self._later_bytes > LATER_BUDGET and self.idle():
-                    pass
-                return
             info = capture_entry(entry, data)
             if info is not None:
                 self.elf[key] = info
@@ -197,8 +175,6 @@ class ElfCollector:
             self.small[key] = data[:SCRIPT_HEAD]
 
     def view(self, fs) -> ImageView:  # fs: bilge.fs.MergedFS
-        while self.idle():  # (walk_image has done this already)
-            pass
         return ImageView(fs, self.elf, self.small)
 
 

@@ -12,9 +12,8 @@ by a small hand-written squarified-treemap script (no library: see docs/report.m
 
 from __future__ import annotations
 
-import importlib
 import json
-from collections.abc import Callable
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,32 +116,31 @@ def _environment():
     return env
 
 
+_TEMPLATE_LOCK = threading.Lock()
 _TEMPLATE: list[Any] = []  # the compiled report.html.j2, once made
 
 
 def _template():
     """The compiled page template (made once per process: importing jinja and compiling take ~0.08 s)."""
-    if not _TEMPLATE:
-        _TEMPLATE.append(_environment().get_template("report.html.j2"))
-    return _TEMPLATE[0]
+    with _TEMPLATE_LOCK:
+        if not _TEMPLATE:
+            _TEMPLATE.append(_environment().get_template("report.html.j2"))
+        return _TEMPLATE[0]
 
 
-def preparation() -> Callable[[], bool]:
-    """The template's making in two steps (import jinja; compile), for a walk's idle time
-    (:func:`bilge.rawio.while_waiting`): each call does one; False when done. A failure is left for
-    :func:`render_html`, which makes the template again and reports it."""
-    steps = iter((lambda: importlib.import_module("jinja2"), _template))
+def _warm() -> None:
+    try:
+        _template()
+    except Exception:  # noqa: BLE001 - render_html makes it again and reports the error there
+        pass
 
-    def step() -> bool:
-        for one in steps:
-            try:
-                one()
-            except Exception:  # noqa: BLE001, S110 - render_html reports it
-                pass
-            return True
-        return False
 
-    return step
+def prepare() -> threading.Thread:
+    """Import jinja and compile the template on a thread, while the caller walks the image (whose
+    thread mostly waits for decompressed data, leaving the interpreter free). Join it before forking."""
+    thread = threading.Thread(target=_warm, name="bilge-report-template", daemon=True)
+    thread.start()
+    return thread
 
 
 def _asset(name: str) -> str:

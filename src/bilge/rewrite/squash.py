@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from bilge import __version__
 from bilge.errors import BilgeError
-from bilge.fs import MergedFS, Version, deferred_work
+from bilge.fs import MergedFS, Version
 from bilge.image import Image, Layer
 from bilge.layers import Entry, LayerStats, iter_layer
 from bilge.rewrite.config import rewrite_config
@@ -80,28 +80,27 @@ def read_fs(src: ImageSource, *, verify: bool | None = None, visitors: Sequence[
     fs = MergedFS()
     ordinal: dict[int, int] = {}
     dir_xattrs: dict[int, tuple[tuple[str, bytes], ...]] = {}
-    with deferred_work(visitors):
-        for layer in src.image.layers:
-            fs.begin_layer(layer.index)
-            stats = LayerStats()
-            for k, entry in enumerate(iter_layer(src, layer, verify=verify, stats=stats)):
-                for visit in visitors:
-                    visit(layer, entry)
-                fs.apply(layer.index, entry)
-                v = None
-                if entry.whiteout is None and not entry.unsafe and entry.path:
-                    v = _version_of(fs, entry, layer.index)
-                    if v is not None:
-                        ordinal[id(v)] = k
-                        if v.kind == "dir" and entry.pax:
-                            xa = xattrs_of(entry)
-                            if xa:
-                                dir_xattrs[id(v)] = xa
-                if applied is not None and not entry.unsafe:
-                    applied(fs, layer, entry, v)
-            fs.end_layer(stats, layer.size)
-            if progress is not None:
-                progress(layer, layer.size)
+    for layer in src.image.layers:
+        fs.begin_layer(layer.index)
+        stats = LayerStats()
+        for k, entry in enumerate(iter_layer(src, layer, verify=verify, stats=stats)):
+            for visit in visitors:
+                visit(layer, entry)
+            fs.apply(layer.index, entry)
+            v = None
+            if entry.whiteout is None and not entry.unsafe and entry.path:
+                v = _version_of(fs, entry, layer.index)
+                if v is not None:
+                    ordinal[id(v)] = k
+                    if v.kind == "dir" and entry.pax:
+                        xa = xattrs_of(entry)
+                        if xa:
+                            dir_xattrs[id(v)] = xa
+            if applied is not None and not entry.unsafe:
+                applied(fs, layer, entry, v)
+        fs.end_layer(stats, layer.size)
+        if progress is not None:
+            progress(layer, layer.size)
     fs.check_links()
     return ReadFS(fs, ordinal, dir_xattrs)
 
