@@ -119,7 +119,6 @@ def register(app: typer.Typer) -> None:
         from bilge.commands.secrets import _secrets_config
         from bilge.forked import beside
         from bilge.format.html import ReportInput
-        from bilge.format.html import prepare as prepare_html
         from bilge.fs import walk_image
         from bilge.fstree import build_tree
         from bilge.secrets import build_report, scan_image_config, sort_findings
@@ -158,8 +157,6 @@ def register(app: typer.Typer) -> None:
             visitor, packages, elf, want_elf = _visitors(scanner, stats, section, lint_setup, want_deps)
             visitors = [v for v in (visitor, packages, elf) if v is not None]  # the ELF reader last
             advance, stop = progress_reporter(src, quiet or output == "-")
-            # The template compiles on a thread while this one mostly waits for decompressed layers.
-            template = prepare_html() if fmt == Format.html else None
             # The objects alive now (modules, rules) and, after the walk, the merged filesystem live until
             # the process ends: frozen, the collector's full passes stop rescanning them (~0.1-0.2 s).
             gc.freeze()
@@ -167,8 +164,6 @@ def register(app: typer.Typer) -> None:
                 fs = walk_image(src, visitors=visitors, progress=advance)
             finally:
                 stop()
-                if template is not None:
-                    template.join()
             gc.freeze()
             # What is left is Python work on one core: the size tree is made on the other, in a forked
             # child that reads the merged filesystem copy-on-write (bilge.forked), while this process

@@ -13,7 +13,6 @@ by a small hand-written squarified-treemap script (no library: see docs/report.m
 from __future__ import annotations
 
 import json
-import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -116,33 +115,6 @@ def _environment():
     return env
 
 
-_TEMPLATE_LOCK = threading.Lock()
-_TEMPLATE: list[Any] = []  # the compiled report.html.j2, once made
-
-
-def _template():
-    """The compiled page template (made once per process: importing jinja and compiling take ~0.08 s)."""
-    with _TEMPLATE_LOCK:
-        if not _TEMPLATE:
-            _TEMPLATE.append(_environment().get_template("report.html.j2"))
-        return _TEMPLATE[0]
-
-
-def _warm() -> None:
-    try:
-        _template()
-    except Exception:  # noqa: BLE001 - render_html makes it again and reports the error there
-        pass
-
-
-def prepare() -> threading.Thread:
-    """Import jinja and compile the template on a thread, while the caller walks the image (whose
-    thread mostly waits for decompressed data, leaving the interpreter free). Join it before forking."""
-    thread = threading.Thread(target=_warm, name="bilge-report-template", daemon=True)
-    thread.start()
-    return thread
-
-
 def _asset(name: str) -> str:
     from importlib import resources
 
@@ -160,7 +132,7 @@ def render_html(inp: ReportInput, doc: dict[str, Any] | None = None) -> str:
     client = {"tree": doc["tree"], "palette": list(PALETTE), "layers": layers_view,
               "reclaimable_bytes": a["summary"]["reclaimable_bytes"]}
     max_layer = max((r["layer_bytes"] for r in a["layers"]), default=0)
-    return _template().render(
+    return _environment().get_template("report.html.j2").render(
         doc=doc, a=a, s=a["summary"], secrets=doc["secrets"], lint=doc["lint"], deps=doc["deps"],
         layers_view=layers_view, max_layer=max_layer, palette=PALETTE, version=inp.version,
         css=_asset("report.css"), js=_asset("report.js"), data_json=_script_json(client),
