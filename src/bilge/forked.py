@@ -130,8 +130,13 @@ def spawn(child: Callable[[BinaryIO], None], *, close_in_child: Sequence[int] = 
             pass
         finally:
             os._exit(status)
-    signal.pthread_sigmask(signal.SIG_SETMASK, old)
     os.close(w)
+    try:  # a signal that arrived meanwhile is raised here: the child must not outlive it unknown
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+    except BaseException:
+        os.close(r)
+        reap(pid, kill=True)
+        raise
     return pid, r
 
 

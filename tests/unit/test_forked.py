@@ -172,3 +172,31 @@ def test_available_memory_reads_this_machine():
     with open("/proc/meminfo") as fh:
         mem_available = next(int(ln.split()[1]) * 1024 for ln in fh if ln.startswith("MemAvailable:"))
     assert free is not None and 0 < free <= mem_available + (64 << 20)
+
+
+def test_a_signal_during_the_fork_is_raised_after_it_and_the_child_is_not_left_behind():
+    """SIGINT/SIGTERM/SIGHUP are held across fork(); one that arrived then is raised in the parent once
+    they are let through again, and spawn kills and reaps the child it made before passing it on."""
+    from bilge import cleanup
+
+    made: list[int] = []
+    real_fork = os.fork
+
+    def fork_then_signal() -> int:
+        pid = real_fork()
+        if pid:
+            made.append(pid)
+            os.kill(os.getpid(), signal.SIGTERM)  # held: pending until spawn restores the mask
+        return pid
+
+    old = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, cleanup.on_signal)
+    try:
+        os.fork = fork_then_signal
+        with pytest.raises(cleanup.Terminated):
+            forked.spawn(lambda out: out.write(b"x"))
+    finally:
+        os.fork = real_fork
+        signal.signal(signal.SIGTERM, old)
+        cleanup._caught = None  # this test's signal is not the run's
+    assert len(made) == 1 and _gone(made[0])
