@@ -104,40 +104,52 @@ def spawn(child: Callable[[BinaryIO], None], *, close_in_child: Sequence[int] = 
     """Fork a child that runs ``child(out)``, ``out`` the write end of a new pipe, and leaves with
     :func:`os._exit`: status 0 when ``child`` returned, 1 when it raised. Returns ``(pid, read end)``;
     raises OSError when the fork fails. ``close_in_child``: the parent's descriptors the child must not
-    hold (the other ends of pipes between the two)."""
+    hold (the other ends of pipes between the two).
+
+    A signal that arrives around the fork is held twice: the kernel holds it for this thread
+    (``pthread_sigmask``; another thread may still take it) and bilge's handler defers its exception
+    (:func:`bilge.cleanup.signals_held`). It is raised once the child exists and is known, and the
+    child is killed and reaped first. The signal mask is restored on every path: a mask left blocked
+    would be inherited by every process this one starts later."""
+    from bilge import cleanup
+
     r, w = os.pipe()
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+    pid = 0
     try:
-        pid = os.fork()
-    except OSError:
-        os.close(r)
-        os.close(w)
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
-        raise
-    if pid == 0:  # the child: never returns
-        status = 1
-        try:
-            for sig in _SIGNALS:
-                signal.signal(sig, signal.SIG_DFL)
-            signal.pthread_sigmask(signal.SIG_SETMASK, old)
-            for fd in (r, *close_in_child):
-                os.close(fd)
-            gc.disable()  # short-lived: a full collection would only touch (and copy) shared pages
-            with os.fdopen(w, "wb", closefd=True) as out:
-                child(out)
-            status = 0
-        except BaseException:  # noqa: BLE001, S110 - the status says it; the parent decides what to do
-            pass
-        finally:
-            os._exit(status)
-    os.close(w)
-    try:  # a signal that arrived meanwhile is raised here: the child must not outlive it unknown
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        with cleanup.signals_held():
+            old = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+            try:
+                pid = os.fork()
+                if pid == 0:
+                    _child_main(child, old, r, w, close_in_child)  # never returns
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, old)
     except BaseException:
         os.close(r)
-        reap(pid, kill=True)
+        os.close(w)
+        if pid:
+            reap(pid, kill=True)
         raise
+    os.close(w)
     return pid, r
+
+
+def _child_main(child: Callable[[BinaryIO], None], mask: Any, r: int, w: int, close: Sequence[int]) -> None:
+    status = 1
+    try:
+        for sig in _SIGNALS:
+            signal.signal(sig, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        for fd in (r, *close):
+            os.close(fd)
+        gc.disable()  # short-lived: a full collection would only touch (and copy) shared pages
+        with os.fdopen(w, "wb", closefd=True) as out:
+            child(out)
+        status = 0
+    except BaseException:  # noqa: BLE001, S110 - the status says it; the parent decides what to do
+        pass
+    finally:
+        os._exit(status)
 
 
 def reap(pid: int, *, kill: bool = False) -> int:
