@@ -9,10 +9,7 @@ archive is removed in every case.
 from __future__ import annotations
 
 import dataclasses
-import shutil
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from bilge import cleanup
@@ -30,7 +27,7 @@ def write(spec: OutputSpec, config: Mapping[str, Any], layers: Sequence[LayerInp
     assert tag is not None
     with Engine() as engine:
         engine.ping()  # fail before writing anything when no engine answers
-        tmpdir = Path(tempfile.mkdtemp(dir=cleanup.tempdir(), prefix="bilge-load-"))
+        tmpdir = cleanup.mkdtemp(cleanup.tempdir(), "bilge-load-")
         try:
             archive = tmpdir / "image.tar"
             res = dockerarchive.write(OutputSpec("docker-archive", archive, tag), config, layers, compression,
@@ -43,7 +40,7 @@ def write(spec: OutputSpec, config: Mapping[str, Any], layers: Sequence[LayerInp
                 raise OutputError(f"docker-daemon:{tag}: after the load the engine's {tag} is {got}, "
                                   f"not the written {res.config_digest}")
         finally:
-            shutil.rmtree(tmpdir, ignore_errors=True)
+            cleanup.remove(tmpdir)
     return dataclasses.replace(res, output=spec)
 
 

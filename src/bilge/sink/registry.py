@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -66,7 +65,7 @@ def write(spec: OutputSpec, config: Mapping[str, Any], layers: Sequence[LayerInp
     if name is None:
         raise OutputError(f"{spec}: not a registry reference")
     tls = os.environ.get("BILGE_TLS_VERIFY", "true").lower() not in ("false", "0", "no")
-    stage = Path(tempfile.mkdtemp(dir=cleanup.tempdir(), prefix="bilge-push-"))
+    stage = cleanup.mkdtemp(cleanup.tempdir(), "bilge-push-")
     client = RegistryClient(name, tls_verify=tls, actions=("pull", "push"))
     try:
         uploader = Uploader(client)

@@ -18,8 +18,6 @@ import dataclasses
 import errno
 import os
 import posixpath
-import shutil
-import tempfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -82,7 +80,7 @@ class SpoolStore(DirStore):
     """The spooled export; removed from disk when closed."""
 
     def close(self) -> None:
-        shutil.rmtree(self.root, ignore_errors=True)
+        cleanup.remove(self.root)
 
 
 def spool(stream: RawReader, root: str, what: str) -> None:
@@ -139,7 +137,7 @@ def export_and_open(engine: Engine, name: str, info: dict[str, Any], ref: Refere
                     verify: bool, options: SourceOptions) -> DaemonSource:
     what = f"{ref}"
     resp = engine.export(str(info.get("Id") or name))
-    root = tempfile.mkdtemp(dir=cleanup.tempdir(), prefix="bilge-engine-export-")
+    root = str(cleanup.mkdtemp(cleanup.tempdir(), "bilge-engine-export-"))
     progress = options.progress
     try:
         if progress is not None:
@@ -157,5 +155,5 @@ def export_and_open(engine: Engine, name: str, info: dict[str, Any], ref: Refere
         image = dataclasses.replace(src.image, transport="docker-daemon", reference=str(ref))
         return DaemonSource(image, store, src._layer_paths, verify)
     except BaseException:
-        shutil.rmtree(root, ignore_errors=True)
+        cleanup.remove(root)
         raise
