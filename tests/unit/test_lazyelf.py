@@ -16,7 +16,14 @@ from hypothesis import strategies as st
 sys.path.insert(0, str(Path(__file__).parent))
 from test_deps_roots import Root, have_gcc  # noqa: E402
 
-from bilge.deps.lazyelf import Capture, GrowingSpool, LazyElfTable, SparseReader, capture  # noqa: E402
+from bilge.deps.lazyelf import (  # noqa: E402
+    Capture,
+    GrowingSpool,
+    LazyElfTable,
+    SparseReader,
+    capture,
+    capture_bytes,
+)
 from bilge.elf import ElfInfo, read_elf  # noqa: E402
 
 HOST_DIRS = ("/usr/bin", "/usr/sbin", "/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu")
@@ -134,6 +141,57 @@ def test_damaged_files_give_the_same_facts(real_lib: bytes, data: st.DataObject)
     if damaged[:4] != b"\x7fELF":
         return
     assert lazy(damaged) == read_elf(io.BytesIO(damaged))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_a_body_matches_a_capture_exactly_when_it_would_capture_the_same(real_lib: bytes, data: st.DataObject) -> None:
+    cap = capture_bytes(real_lib)
+    assert isinstance(cap, Capture) and cap.matches(real_lib)
+    blob = bytearray(real_lib)
+    if data.draw(st.booleans()):  # a byte the capture kept
+        off, kept = data.draw(st.sampled_from(cap.ranges))
+        pos = off + data.draw(st.integers(0, len(kept) - 1))
+    else:  # anywhere
+        pos = data.draw(st.integers(0, len(blob) - 1))
+    blob[pos] = (blob[pos] + data.draw(st.integers(1, 255))) % 256
+    other = bytes(blob)
+    inside = any(off <= pos < off + len(kept) for off, kept in cap.ranges)
+    assert cap.matches(other) is not inside
+    if not inside:  # what the capture of the changed body keeps, and the facts, are the same
+        again = capture_bytes(other)
+        assert isinstance(again, Capture) and again.ranges == cap.ranges
+        assert read_elf(io.BytesIO(other)) == cap.info()
+    assert not cap.matches(real_lib + b"\0") and not cap.matches(real_lib[:-1])
+
+
+@pytest.mark.skipif(not have_gcc(), reason="needs gcc and the host's glibc")
+def test_copies_of_a_body_share_its_capture(tmp_path: Path) -> None:
+    from test_deps_image import LIBDIR, image_closure, items_of, write_image
+
+    from bilge.deps import DirView, closure, image_view
+    from bilge.source import open_image
+
+    r = Root(tmp_path / "root", tmp_path / "work").glibc()
+    foo = r.lib(f"{LIBDIR}/libfoo.so.1.0", "libfoo.so.1", "foo", "FOO-1")
+    r.symlink(f"{LIBDIR}/libfoo.so.1", "libfoo.so.1.0")
+    r.prog("usr/bin/p", ((foo, "foo"),))
+    body = (r.path / LIBDIR.lstrip("/") / "libfoo.so.1.0").read_bytes()
+    renamed = body.replace(b"libfoo.so.1\0", b"libfoo.so.2\0")  # in the string table: kept bytes
+    assert renamed != body
+    copies = [("dir", "opt"), ("file", "opt/same.so", body, 0o755), ("file", "opt/renamed.so", renamed, 0o755)]
+    ref = write_image(tmp_path / "img.tar", [items_of(r.path), copies])
+    with open_image(ref) as src:
+        _, collector = image_view(src)
+    kept = collector.elf._items  # before anything is parsed
+    original = kept[(0, f"{LIBDIR.lstrip('/')}/libfoo.so.1.0")]
+    assert isinstance(original, Capture)
+    assert kept[(1, "opt/same.so")] is original and kept[(1, "opt/renamed.so")] is not original
+    res, collector = image_closure(ref, binaries=["/usr/bin/p"])
+    assert res == closure(DirView(r.path), binaries=["/usr/bin/p"])
+    assert collector.elf[(1, "opt/same.so")] == read_elf(io.BytesIO(body))
+    renamed_info = collector.elf[(1, "opt/renamed.so")]
+    assert renamed_info == read_elf(io.BytesIO(renamed)) and renamed_info.soname == "libfoo.so.2"
 
 
 def test_the_table_parses_a_file_once_when_asked() -> None:

@@ -108,6 +108,12 @@ class Capture:
     def kept(self) -> int:
         return sum(len(d) for _, d in self.ranges)
 
+    def matches(self, data: bytes) -> bool:
+        """Whether the whole body ``data`` has this capture's bytes at every range it kept: then
+        :func:`capture_bytes` of it is this capture. (What ``_capture`` reads next is decided by the bytes
+        it has read, and it keeps every byte it decides on.)"""
+        return len(data) == self.size and all(data.startswith(kept, off) for off, kept in self.ranges)
+
 
 def _merge(ranges: list[tuple[int, bytes]]) -> tuple[tuple[int, bytes], ...]:
     out: list[tuple[int, bytes]] = []

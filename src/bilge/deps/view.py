@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from bilge.deps.lazyelf import LazyElfTable, capture_entry, entry_head
+from bilge.deps.lazyelf import Capture, LazyElfTable, capture_entry, entry_head
 from bilge.elf import ElfInfo, read_elf
 from bilge.errors import BilgeError
 
@@ -133,6 +133,9 @@ class ElfCollector:
         self.other_bytes = 0
         self.elf_files = 0
         self.elf_bytes = 0
+        # the capture of a whole body by (size, first 64 bytes): a later copy of the body (a COPY --from,
+        # a layer that chmods or rewrites it) is recognised by comparing the kept bytes, not read again
+        self._captured: dict[tuple[int, bytes], Capture] = {}
 
     def _keep(self, key: tuple[int, str], data: bytes, loader: bool) -> None:
         if not loader:  # another /etc file (an include may name it): kept while OTHER_ETC_BUDGET lasts
@@ -161,7 +164,15 @@ class ElfCollector:
             self.elf_bytes += size
             if _LOADER_NAME.match(posixpath.basename(entry.path)) and size <= LOADER_LIMIT:
                 self.small[key] = entry.read(-1)  # (before the capture, which may pass over the body)
-            info = capture_entry(entry, data)
+            if len(data) == size:
+                sig = (size, data[:64])
+                info = self._captured.get(sig)
+                if info is None or not info.matches(data):
+                    info = capture_entry(entry, data)
+                    if isinstance(info, Capture):
+                        self._captured[sig] = info
+            else:
+                info = capture_entry(entry, data)
             if info is not None:
                 self.elf[key] = info
         elif not entry.path.startswith("etc/"):  # (every _LOADER_ETC path is under etc/)
