@@ -366,6 +366,34 @@ def test_the_forked_size_tree_gives_the_same_report(tmp_path):
         assert re.search(rb'"n": ?"usr"', outs[0])  # the tree is there
 
 
+def test_the_page_template_compiled_elsewhere_renders_the_same_page(monkeypatch):
+    """The forked child compiles the page template (compile_template); the page rendered from that code
+    is the page compiled in place, and code that is not the template's is compiled again, not used."""
+    import jinja2
+
+    from bilge.analyze import analyze
+    from bilge.format.html import ReportInput, compile_template, render_html
+    from bilge.fs import walk_image
+    from bilge.fstree import build_tree
+    from bilge.source import open_image
+
+    with open_image(DEMO) as src:
+        fs = walk_image(src)
+        inp = ReportInput(analysis=analyze(src.image, fs), tree=build_tree(fs), version="test")
+    plain = render_html(inp)
+    code = compile_template()
+    compiles: list[str] = []
+    real = jinja2.Environment.compile
+
+    def counted(self, source, name=None, *args, **kwargs):
+        compiles.append(name)
+        return real(self, source, name, *args, **kwargs)
+
+    monkeypatch.setattr(jinja2.Environment, "compile", counted)
+    assert render_html(inp, compiled=code) == plain and compiles == []
+    assert render_html(inp, compiled=b"not the template's code") == plain and compiles == ["report.html.j2"]
+
+
 @pytest.mark.parametrize("args, message", [
     (["-o", "{tmp}/no/such/dir/r.html"], "does not exist"),
     (["-o", "{tmp}"], "is a directory"),

@@ -120,7 +120,6 @@ def register(app: typer.Typer) -> None:
         from bilge.forked import beside
         from bilge.format.html import ReportInput
         from bilge.fs import walk_image
-        from bilge.fstree import build_tree
         from bilge.secrets import build_report, scan_image_config, sort_findings
         from bilge.secrets.ignore import from_config, read_bilgeignore
         from bilge.secrets.model import ScanStats
@@ -165,10 +164,10 @@ def register(app: typer.Typer) -> None:
             finally:
                 stop()
             gc.freeze()
-            # What is left is Python work on one core: the size tree is made on the other, in a forked
-            # child that reads the merged filesystem copy-on-write (bilge.forked), while this process
-            # makes the rest.
-            with beside(build_tree, fs) as tree_job:
+            # What is left is Python work on one core: the size tree and the page template's compile are
+            # made on the other, in a forked child that reads the merged filesystem copy-on-write
+            # (bilge.forked), while this process makes the rest.
+            with beside(_tree_and_page, fs, fmt == Format.html) as job:
                 stats.layers = max(stats.layers, len(image.layers))
                 findings = sort_findings(findings + file_findings(visitor.hits, fs.version_at))
                 secrets_report = build_report(image, findings, stats, threshold=sev, ignores=ignores)
@@ -182,12 +181,22 @@ def register(app: typer.Typer) -> None:
                     assert elf is not None
                     deps_result = closure(elf.view(fs), binaries=binary, paths=path, entrypoint=entrypoint,
                                           config=image.container_config, strict=strict)
-                tree = tree_job.result()
+                if fmt == Format.html:
+                    import jinja2  # noqa: F401  (its import, while the child may still be at work)
+                tree, compiled = job.result()
 
         inp = ReportInput(analysis=result, tree=tree, secrets=secrets_report, lint=lint_doc, deps=deps_result,
                           show_secrets=show_secrets, version=__version__)
-        _emit(inp, fmt, output, quiet, started)
+        _emit(inp, fmt, output, quiet, started, compiled)
         return 0
+
+
+def _tree_and_page(fs, html: bool):
+    """What the forked child makes: the size tree and, for the HTML, the compiled page template."""
+    from bilge.format.html import compile_template
+    from bilge.fstree import build_tree
+
+    return build_tree(fs), (compile_template() if html else None)
 
 
 def _visitors(scanner, stats, section: dict[str, Any], lint_setup, want_deps: bool):
@@ -226,14 +235,14 @@ def _lint_doc(lint_setup, image, fs, ref: str, show_secrets: bool, packages, elf
     return lint_json(df, lfindings, opts, threshold, failed, lreport)
 
 
-def _emit(inp, fmt: Format, output: str, quiet: bool, started: float) -> None:
+def _emit(inp, fmt: Format, output: str, quiet: bool, started: float, compiled: bytes | None = None) -> None:
     """Write the report (HTML or JSON) and, unless quiet or on stdout, one summary line on stderr."""
     from bilge.format.html import render_html, report_document
     from bilge.format.interface import document
     from bilge.units import human_bytes
 
     doc = report_document(inp)
-    text = document(doc, ascii_only=False) if fmt == Format.json else render_html(inp, doc)
+    text = document(doc, ascii_only=False) if fmt == Format.json else render_html(inp, doc, compiled)
     write_output(output, text)
     if not quiet and output != "-":
         s = inp.analysis.summary

@@ -21,6 +21,7 @@ from bilge.fstree import TreeNode
 from bilge.units import human_bytes
 
 SCHEMA = "bilge.report/1"
+TEMPLATE = "report.html.j2"
 
 # Tableau-like colours: distinguishable, and never the only carrier of meaning (every
 # rectangle and bar also names its layer in text; dead bytes are hatched).
@@ -84,12 +85,24 @@ def _script_json(value: Any) -> str:
             .replace("<", "\\u003c").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
 
 
-def _environment():
-    from jinja2 import Environment, PackageLoader, select_autoescape
+def _environment(compiled: bytes | None = None, keep: list[bytes] | None = None):
+    """The template environment. ``compiled``: the page template's code from :func:`compile_template`
+    (jinja2 checks it against the template's source and compiles again when they differ); ``keep``: a
+    list that receives the code of what this environment compiles."""
+    from jinja2 import BytecodeCache, Environment, PackageLoader, select_autoescape
     from markupsafe import Markup
 
+    class InMemory(BytecodeCache):
+        def load_bytecode(self, bucket) -> None:
+            if compiled is not None:
+                bucket.bytecode_from_string(compiled)
+
+        def dump_bytecode(self, bucket) -> None:
+            if keep is not None:
+                keep.append(bucket.bytecode_to_string())
+
     env = Environment(loader=PackageLoader("bilge", "data/report"), autoescape=select_autoescape(["html", "j2"]),
-                      trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+                      trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, bytecode_cache=InMemory())
 
     def num(value: Any, key: str = "", unit: str = "bytes") -> Markup:
         """A number as shown, with its exact value and its place in the JSON data (`data-key`)."""
@@ -121,8 +134,18 @@ def _asset(name: str) -> str:
     return (resources.files("bilge") / "data" / "report" / name).read_text(encoding="utf-8")
 
 
-def render_html(inp: ReportInput, doc: dict[str, Any] | None = None) -> str:
-    """The report as one HTML document (a str). ``doc``: :func:`report_document` of ``inp``, if made."""
+def compile_template() -> bytes:
+    """The page template, compiled (jinja2's bytecode: a marshalled code object, with the checksum of the
+    template's source): what :func:`render_html` takes as ``compiled``. ``bilge report`` makes it in its
+    forked child, beside the analyses (compiling the template takes about as long as rendering it)."""
+    keep: list[bytes] = []
+    _environment(keep=keep).get_template(TEMPLATE)
+    return keep[0]
+
+
+def render_html(inp: ReportInput, doc: dict[str, Any] | None = None, compiled: bytes | None = None) -> str:
+    """The report as one HTML document (a str). ``doc``: :func:`report_document` of ``inp``, if made;
+    ``compiled``: the template from :func:`compile_template`, if made."""
     from bilge.history import instruction
 
     doc = doc if doc is not None else report_document(inp)
@@ -132,7 +155,7 @@ def render_html(inp: ReportInput, doc: dict[str, Any] | None = None) -> str:
     client = {"tree": doc["tree"], "palette": list(PALETTE), "layers": layers_view,
               "reclaimable_bytes": a["summary"]["reclaimable_bytes"]}
     max_layer = max((r["layer_bytes"] for r in a["layers"]), default=0)
-    return _environment().get_template("report.html.j2").render(
+    return _environment(compiled).get_template(TEMPLATE).render(
         doc=doc, a=a, s=a["summary"], secrets=doc["secrets"], lint=doc["lint"], deps=doc["deps"],
         layers_view=layers_view, max_layer=max_layer, palette=PALETTE, version=inp.version,
         css=_asset("report.css"), js=_asset("report.js"), data_json=_script_json(client),
