@@ -60,14 +60,6 @@ class _Raw:
     def total(self) -> int:
         return sum(self.vis.values()) + sum(self.dead.values())
 
-    def count(self, layer: int, size: int, dead: bool) -> None:
-        if dead:
-            self.dead[layer] = self.dead.get(layer, 0) + size
-            self.dead_files += 1
-        else:
-            self.vis[layer] = self.vis.get(layer, 0) + size
-            self.files += 1
-
     def merge(self, other: _Raw) -> None:
         for layer, b in other.vis.items():
             self.vis[layer] = self.vis.get(layer, 0) + b
@@ -114,21 +106,26 @@ def raw_tree(fs: MergedFS, min_fraction: float = 0.0) -> tuple[_Raw, float]:
             dirs[d] = node
         return node
 
-    for path, layer, size, dead in items:
+    for path, layer, size, dead in items:  # (~50,000 items: counted inline, not by a method)
         d, _, name = path.strip("/").rpartition("/")
         parent = dirs.get(d) or dir_node(d)
         if size > 0 and size >= min_bytes:
-            leaf = parent.kids.get(name)
-            if leaf is None:
-                leaf = parent.kids[name] = _Raw()
-            leaf.count(layer, size, dead)
-            leaf.is_file = True
-            continue
-        small = parent.small
-        if small is None:
-            small = parent.small = _Raw()
-        small.count(layer, size, dead)
-        parent.small_names.add(name)
+            node = parent.kids.get(name)
+            if node is None:
+                node = parent.kids[name] = _Raw()
+            node.is_file = True
+        else:
+            node = parent.small
+            if node is None:
+                node = parent.small = _Raw()
+            parent.small_names.add(name)
+        if dead:
+            acc = node.dead
+            node.dead_files += 1
+        else:
+            acc = node.vis
+            node.files += 1
+        acc[layer] = acc.get(layer, 0) + size
     # totals bottom-up: a directory's own counts are those of a file once at its path (if any),
     # then its merged small files and its children, deepest directories first
     for d in sorted(dirs, key=lambda p: -p.count("/") if p else 1):
