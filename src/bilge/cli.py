@@ -80,9 +80,12 @@ def _silence_stdout() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from bilge.fs import fewer_collections
+
     cleanup.install_handlers()
     try:
-        _main(argv)
+        with fewer_collections():  # a command's objects mostly live until it ends (bilge.fs)
+            _main(argv)
     finally:  # temporary paths still recorded now are garbage, however the run ended (typer turns
         # Ctrl-C into Exit(130) before we see it); a second signal during this changes nothing
         with cleanup.signals_held(discard=True):

@@ -8,6 +8,7 @@ standard library.
 
 from __future__ import annotations
 
+import gc
 import sys
 
 from bilge import cleanup
@@ -23,4 +24,10 @@ def run() -> None:
         sys.exit(130)
     except cleanup.Terminated as exc:
         sys.exit(128 + exc.signum)
-    main()
+    try:
+        main()
+    finally:
+        # The process ends here. What the command built is freed at exit, after the collector's last
+        # full pass, which would scan all of it for cycles (~0.1 s after `bilge secrets` of the 1.2 GB
+        # benchmark image); frozen, it is not scanned.
+        gc.freeze()

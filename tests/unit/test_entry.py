@@ -43,3 +43,17 @@ def test_console_script_is_the_entry_module():
     p = subprocess.run([sys.executable, "-m", "bilge", "--version"], capture_output=True, text=True,
                        env={"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin"}, timeout=60)
     assert p.returncode == 0 and p.stdout.strip(), p.stderr
+
+
+def test_the_process_ends_without_scanning_the_commands_objects():
+    """At exit, what the command built is frozen, so the interpreter's last collection skips it."""
+    program = ("import atexit, gc, sys\n"
+               "atexit.register(lambda: print('frozen', gc.get_freeze_count()))\n"
+               "sys.argv = ['bilge', '--version']\n"
+               "import bilge.entry\n"
+               "bilge.entry.run()\n")
+    p = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                       env={"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin"}, timeout=60)
+    assert p.returncode == 0, p.stderr
+    frozen = int(p.stdout.rsplit("frozen", 1)[1])
+    assert frozen > 10_000, p.stdout  # the CLI's modules and objects, at least

@@ -180,3 +180,34 @@ def test_a_whiteout_that_names_no_file_is_refused_not_applied(tmp_path, name):
 def build_from(ref):
     src = open_image(ref)
     return src, walk_image(src)
+
+
+def test_the_walk_collects_cycles_less_often_and_restores_the_collector(tmp_path):
+    """A walk builds objects that live to its end: the cyclic collector's youngest generation runs every
+    GEN0_DURING_WALK allocations during it (not every 700), as the walk's visitors see, and the
+    thresholds are back afterwards, after a visitor's error too, and a collector switched off stays off."""
+    import gc
+
+    from bilge.fs import GEN0_DURING_WALK
+
+    path = tmp_path / "img.tar"
+    docker_archive(path, [[("file", f"f{i}", b"x") for i in range(3)]])
+    before = gc.get_threshold()
+    seen: list[tuple[int, int, int]] = []
+    with open_image(f"docker-archive:{path}") as src:
+        walk_image(src, visitors=[lambda layer, entry: seen.append(gc.get_threshold())])
+    assert seen and all(t == (GEN0_DURING_WALK, *before[1:]) for t in seen) and gc.get_threshold() == before
+
+    def fails(layer, entry):
+        raise RuntimeError("visitor")
+
+    with open_image(f"docker-archive:{path}") as src, pytest.raises(RuntimeError):
+        walk_image(src, visitors=[fails])
+    assert gc.get_threshold() == before
+    try:
+        gc.set_threshold(0)
+        with open_image(f"docker-archive:{path}") as src:
+            walk_image(src, visitors=[lambda layer, entry: seen.append(gc.get_threshold())])
+        assert seen[-1][0] == 0
+    finally:
+        gc.set_threshold(*before)
