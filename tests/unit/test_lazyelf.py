@@ -165,18 +165,26 @@ def test_a_body_matches_a_capture_exactly_when_it_would_capture_the_same(real_li
     assert not cap.matches(real_lib + b"\0") and not cap.matches(real_lib[:-1])
 
 
-@pytest.mark.skipif(not have_gcc(), reason="needs gcc and the host's glibc")
-def test_copies_of_a_body_share_its_capture(tmp_path: Path) -> None:
-    from test_deps_image import LIBDIR, image_closure, items_of, write_image
-
-    from bilge.deps import DirView, closure, image_view
-    from bilge.source import open_image
+def _p_and_libfoo(tmp_path: Path):
+    """A glibc root with /usr/bin/p needing libfoo.so.1 (a symlink to libfoo.so.1.0); and its libdir."""
+    from test_deps_image import LIBDIR
 
     r = Root(tmp_path / "root", tmp_path / "work").glibc()
     foo = r.lib(f"{LIBDIR}/libfoo.so.1.0", "libfoo.so.1", "foo", "FOO-1")
     r.symlink(f"{LIBDIR}/libfoo.so.1", "libfoo.so.1.0")
     r.prog("usr/bin/p", ((foo, "foo"),))
-    body = (r.path / LIBDIR.lstrip("/") / "libfoo.so.1.0").read_bytes()
+    return r, LIBDIR
+
+
+@pytest.mark.skipif(not have_gcc(), reason="needs gcc and the host's glibc")
+def test_copies_of_a_body_share_its_capture(tmp_path: Path) -> None:
+    from test_deps_image import image_closure, items_of, write_image
+
+    from bilge.deps import DirView, closure, image_view
+    from bilge.source import open_image
+
+    r, libdir = _p_and_libfoo(tmp_path)
+    body = (r.path / libdir.lstrip("/") / "libfoo.so.1.0").read_bytes()
     renamed = body.replace(b"libfoo.so.1\0", b"libfoo.so.2\0")  # in the string table: kept bytes
     assert renamed != body
     copies = [("dir", "opt"), ("file", "opt/same.so", body, 0o755), ("file", "opt/renamed.so", renamed, 0o755)]
@@ -184,7 +192,7 @@ def test_copies_of_a_body_share_its_capture(tmp_path: Path) -> None:
     with open_image(ref) as src:
         _, collector = image_view(src)
     kept = collector.elf._items  # before anything is parsed
-    original = kept[(0, f"{LIBDIR.lstrip('/')}/libfoo.so.1.0")]
+    original = kept[(0, f"{libdir.lstrip('/')}/libfoo.so.1.0")]
     assert isinstance(original, Capture)
     assert kept[(1, "opt/same.so")] is original and kept[(1, "opt/renamed.so")] is not original
     res, collector = image_closure(ref, binaries=["/usr/bin/p"])
@@ -207,16 +215,13 @@ def test_the_table_parses_a_file_once_when_asked() -> None:
 
 @pytest.mark.skipif(not have_gcc(), reason="needs gcc and the host's glibc")
 def test_only_the_closure_is_parsed(tmp_path: Path) -> None:
-    from test_deps_image import LIBDIR, image_closure, items_of, write_image
+    from test_deps_image import image_closure, items_of, write_image
 
     from bilge.deps import DirView, closure
 
-    r = Root(tmp_path / "root", tmp_path / "work").glibc()
-    foo = r.lib(f"{LIBDIR}/libfoo.so.1.0", "libfoo.so.1", "foo", "FOO-1")
-    r.symlink(f"{LIBDIR}/libfoo.so.1", "libfoo.so.1.0")
-    r.prog("usr/bin/p", ((foo, "foo"),))
+    r, libdir = _p_and_libfoo(tmp_path)
     for i in range(4):  # libraries and programs no closure here needs
-        other = r.lib(f"{LIBDIR}/libother{i}.so.1", f"libother{i}.so.1", f"o{i}", f"O{i}")
+        other = r.lib(f"{libdir}/libother{i}.so.1", f"libother{i}.so.1", f"o{i}", f"O{i}")
         r.prog(f"usr/bin/other{i}", ((other, f"o{i}"),))
     ref = write_image(tmp_path / "img.tar", [items_of(r.path)])
     res, collector = image_closure(ref, binaries=["/usr/bin/p"])
