@@ -118,6 +118,13 @@ def _main(argv: list[str] | None) -> None:
             raise
         error_line(f"{exc.strerror or exc}: {exc.filename}" if getattr(exc, "filename", None) else str(exc))
         sys.exit(2)
+    except BaseException:
+        # The interruption's exception, turned into another by the code it landed in: threading's
+        # Condition.wait, interrupted while it takes its lock back, raises "release unlocked lock"
+        # from Thread.start() (seen in CI: SIGHUP while a gzip writer started its threads).
+        if (signum := cleanup.interrupted()) is not None and not debug:
+            sys.exit(128 + signum)
+        raise
     try:
         sys.stdout.flush()
     except BrokenPipeError:

@@ -128,3 +128,37 @@ def test_bilge_finds_the_temporary_directory_only_through_cleanup_tempdir():
             offenders[str(path.relative_to(src))] = found
     assert offenders == {}
     assert _calls_without_dir(ast.parse("import tempfile\ntempfile.mkdtemp(prefix='x')\n")) == ["2: tempfile.mkdtemp"]
+
+
+def test_an_interruption_turned_into_another_error_still_exits_128_plus_n(tmp_path):
+    """Code a signal lands in may turn its exception into another (threading's Condition.wait, taking
+    its lock back, raises RuntimeError "release unlocked lock" from Thread.start()): the run still ends
+    as interrupted, exit 128+N without a traceback, its temporary paths removed."""
+    import subprocess
+    import sys
+
+    src = Path(__file__).resolve().parents[2] / "src"
+    program = f"""
+import os, signal, sys
+from pathlib import Path
+import bilge.fs
+from bilge import cleanup
+
+def walk(*args, **kwargs):
+    cleanup.mkdtemp(Path({str(tmp_path)!r}), "stage-")
+    try:
+        os.kill(os.getpid(), signal.SIGHUP)
+    except cleanup.Terminated:
+        raise RuntimeError("release unlocked lock")
+    raise AssertionError("not reached")
+
+bilge.fs.walk_image = walk
+sys.argv = ["bilge", "analyze"]
+import bilge.entry
+bilge.entry.run()
+"""
+    p = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120,
+                       env={"PYTHONPATH": str(src), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    assert p.returncode == 128 + signal.SIGHUP, (p.returncode, p.stderr)
+    assert "Traceback" not in p.stderr and "not reached" not in p.stderr, p.stderr
+    assert list(tmp_path.glob("stage-*")) == []
